@@ -1,0 +1,194 @@
+"""``POST /hooks/{source}``: limits → source → signature → parse → redaction hook → dedup + XADD.
+
+The route only writes the stream; it never touches a tier. A 2xx is returned only after the XADD
+succeeded; if Redis cannot take the event the answer is 503, so the provider retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from ingest import envelope
+from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
+from ingest.providers import provider_for
+from ingest.providers.base import MalformedRequest, VerificationError
+from ingest.stream import StreamProducer, Submission
+from memory import keys
+from memory.errors import StoreUnavailable, UnknownSource
+from memory.models import Source
+from memory.settings import Settings
+from memory.sources import SourceStore
+
+log = structlog.get_logger(__name__)
+
+# Hook for PII redaction: it sees the verified body before anything is stored, and returns the
+# body to keep. Signatures are checked on the original bytes, so redaction never breaks them.
+Redactor = Callable[[Source, str, bytes], bytes]
+
+# Headers worth keeping in the envelope (for audit and replay); everything else is dropped.
+KEPT_HEADERS = ("content-type", "user-agent", "x-github-hook-id", "x-github-hook-installation-target-id")
+JSON_TYPES = ("application/json", "text/json")
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def no_redaction(source: Source, event_type: str, body: bytes) -> bytes:
+    return body
+
+
+def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Intake:
+    settings: Settings
+    sources: SourceStore
+    producer: StreamProducer
+    redact: Redactor = no_redaction
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        name = request.path_params["source"]
+        response = await self._handle(request, name)
+        INTAKE_SECONDS.observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: Request, name: str) -> Response:
+        try:
+            source = await self.sources.get(name)
+        except UnknownSource:
+            return self._count(name, error(404, "unknown_source", f"no webhook source named {name!r}"))
+        except StoreUnavailable as exc:
+            return self._count(name, error(503, "unavailable", str(exc), {"Retry-After": "5"}))
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            limit = self.settings.max_body_bytes
+            return self._count(name, error(413, "too_large", f"body exceeds {limit} bytes"))
+        except ClientDisconnect:
+            return self._count(name, error(400, "disconnected", "client closed the connection"))
+
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (*JSON_TYPES, FORM_TYPE) and not content_type.endswith("+json"):
+            return self._count(name, error(415, "unsupported_media_type", f"cannot accept {content_type!r}"))
+
+        provider = provider_for(source.provider)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            provider.verify(headers, body, source, time.time())
+        except VerificationError as exc:
+            return self._count(name, error(401, "bad_signature", str(exc)))
+
+        try:
+            payload, json_body = _parse(body, content_type)
+            event_type = provider.event_type(headers, payload, source)
+            delivery = provider.delivery_id(headers, payload, source)
+        except MalformedRequest as exc:
+            return self._count(name, error(400, "malformed", str(exc)))
+        return await self._enqueue(source, headers, json_body, payload, event_type, delivery)
+
+    async def _enqueue(
+        self,
+        source: Source,
+        headers: dict[str, str],
+        body: bytes,
+        payload: Any,
+        event_type: str,
+        delivery: str | None,
+    ) -> Response:
+        dedup_key = (
+            f"{source.name}:{delivery}" if delivery else _content_key(source.name, event_type, payload)
+        )
+        stored = self.redact(source, event_type, body)
+        partition = keys.partition_of(source.tenant, source.name, self.settings.partitions)
+        data = envelope.encode(
+            envelope.Envelope(
+                tenant=source.tenant,
+                source=source.name,
+                provider=source.provider,
+                event_type=event_type,
+                delivery_id=delivery or "",
+                dedup_key=dedup_key,
+                received_at=datetime.now(UTC),
+                payload=stored,
+                headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
+            )
+        )
+        submission = Submission(
+            window_key=keys.dedup_window(partition, source.tenant, source.name, dedup_key),
+            window_s=self.settings.dedup_window_s,
+            stream=keys.events_stream(partition),
+            counter=keys.accepted_counter(partition),
+            envelope=data,
+        )
+        try:
+            entry = await self.producer.submit(submission)
+        except StoreUnavailable as exc:
+            log.error("intake.unavailable", source=source.name, error=str(exc))
+            return self._count(
+                source.name, error(503, "unavailable", "event store unavailable; retry", {"Retry-After": "5"})
+            )
+        if entry is None:
+            return self._count(
+                source.name, JSONResponse({"id": dedup_key, "duplicate": True}, status_code=200)
+            )
+        return self._count(source.name, JSONResponse({"id": dedup_key, "duplicate": False}, status_code=202))
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _count(source: str, response: Response) -> Response:
+        # Unknown source names are attacker-controlled: never let them become label values.
+        label = source if response.status_code != 404 else "_unknown"
+        WEBHOOKS.labels(source=label, outcome=str(response.status_code)).inc()
+        return response
+
+
+def _parse(body: bytes, content_type: str) -> tuple[Any, bytes]:
+    """The parsed payload, and its JSON bytes (the body itself unless it came form-encoded)."""
+    if content_type == FORM_TYPE:
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=1000)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MalformedRequest(f"form body is malformed: {exc}") from exc
+        if "payload" in form:  # GitHub's and Slack's form-encoded deliveries
+            body = form["payload"][0].encode()
+        else:
+            fields = {key: values[-1] for key, values in form.items()}
+            return fields, orjson.dumps(fields)
+    try:
+        return orjson.loads(body), body
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON (UTF-8): {exc}") from exc
+
+
+def _content_key(source: str, event_type: str, payload: Any) -> str:
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return f"{source}:{event_type}:{hashlib.sha256(canonical).hexdigest()}"

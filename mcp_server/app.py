@@ -1,0 +1,157 @@
+"""The Starlette app and its one lifespan: the composition root of ``hookline serve``.
+
+Routes: POST /hooks/{source}, /mcp (streamable HTTP MCP), GET /healthz, /readyz, /metrics.
+The lifespan opens the runtime, then runs the stream producer and the workers as named tasks in one
+TaskGroup; on shutdown the workers finish and acknowledge their batch before connections close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import psycopg
+import redis.asyncio as aioredis
+import structlog
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ingest.intake import Intake, error
+from ingest.stream import StreamProducer
+from ingest.worker import Worker, WorkerConfig, consumer_name
+from mcp_server.auth import BearerAuth
+from mcp_server.server import build_mcp
+from memory.errors import StoreUnavailable
+from memory.runtime import Runtime, open_runtime
+from memory.service import MemoryService
+from memory.settings import Settings
+from memory.sources import SourceStore
+from memory.tokens import TokenStore
+
+log = structlog.get_logger(__name__)
+
+ROLES = ("api", "worker")
+SHUTDOWN_DEADLINE_S = 10.0
+
+
+@dataclass
+class AppState:
+    """Filled in by the lifespan; the routes read it."""
+
+    runtime: Runtime | None = None
+    intake: Intake | None = None
+    mcp_http: ASGIApp | None = None
+    workers: list[Worker] = field(default_factory=list)
+
+
+class _McpEndpoint:
+    """Routes /mcp to the session manager, which exists only once the lifespan has run."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.state.mcp_http is None:
+            await JSONResponse({"error": "starting", "detail": "server is starting"}, 503)(
+                scope, receive, send
+            )
+            return
+        await self.state.mcp_http(scope, receive, send)
+
+
+def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1) -> Starlette:
+    state = AppState()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(settings) as rt:
+            state.runtime = rt
+            service = MemoryService(rt)
+            producer = StreamProducer(rt.redis)
+            state.intake = Intake(settings, SourceStore(rt.db), producer)
+            mcp = build_mcp(service, settings.tenant)
+            mcp.streamable_http_app(host=settings.host)  # builds the session manager
+            tokens = TokenStore(rt.db) if settings.auth_enabled else None
+            state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)
+            config = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
+            if "worker" in roles:
+                state.workers = [
+                    Worker(service, settings.partitions, config, consumer_name(i)) for i in range(workers)
+                ]
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(producer.run, name="stream-producer")
+                done = [anyio.Event() for _ in state.workers]
+                for worker, finished in zip(state.workers, done, strict=True):
+                    tasks.start_soon(_run_worker, worker, finished, name=f"worker:{worker.name}")
+                try:
+                    async with mcp.session_manager.run():
+                        log.info("serve.ready", host=settings.host, port=settings.port, roles=list(roles))
+                        yield
+                finally:
+                    for worker in state.workers:
+                        worker.stop()
+                    with anyio.move_on_after(SHUTDOWN_DEADLINE_S):
+                        for finished in done:
+                            await finished.wait()
+                    tasks.cancel_scope.cancel()
+            state.runtime = state.intake = state.mcp_http = None
+
+    async def hooks(request: Request) -> Response:
+        if state.intake is None:
+            return error(503, "starting", "server is starting", {"Retry-After": "1"})
+        return await state.intake(request)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await _readiness(state.runtime)
+        ok = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    routes.append(Route("/metrics", metrics, methods=["GET"]))
+    if "api" in roles:
+        routes.append(Route("/hooks/{source}", hooks, methods=["POST"]))
+        routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _run_worker(worker: Worker, finished: anyio.Event) -> None:
+    try:
+        await worker.run()
+    finally:
+        finished.set()
+
+
+async def _readiness(rt: Runtime | None) -> dict[str, str]:
+    if rt is None:
+        return {"runtime": "starting"}
+    checks: dict[str, str] = {}
+    try:
+        await rt.redis.ping()
+        checks["redis"] = "ok"
+    except aioredis.RedisError as exc:
+        checks["redis"] = f"error: {exc}"
+    try:
+        async with rt.db.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        checks["postgres"] = "ok"
+    except (psycopg.Error, TimeoutError) as exc:
+        checks["postgres"] = f"error: {exc}"
+    try:
+        await rt.blobs.ping()
+        checks["blobstore"] = "ok"
+    except (StoreUnavailable, OSError) as exc:
+        checks["blobstore"] = f"error: {exc}"
+    return checks

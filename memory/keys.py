@@ -1,0 +1,63 @@
+"""Every Redis key and stream name Hookline uses, in one place.
+
+Keys that one Lua script or transaction touches share a Cluster hash tag (the part in braces):
+- everything about one stream partition — the stream and the dedup window keys of the sources
+  that hash to it — is tagged ``{p<n>}``, so the dedup-and-XADD script stays in one slot;
+- everything about one context is tagged ``{c:<tenant>:<context id>}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+ROOT = "hl"
+
+CONTEXT_GROUP = "context"
+
+
+def partition_of(tenant: str, source: str, partitions: int) -> int:
+    """Events of one (tenant, source) always land in the same partition, so they keep their order."""
+    digest = hashlib.blake2b(f"{tenant}\x00{source}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def events_stream(partition: int) -> str:
+    return f"{ROOT}:{{p{partition}}}:events"
+
+
+def accepted_counter(partition: int) -> str:
+    """Events accepted into this partition (incremented by the same script that XADDs)."""
+    return f"{ROOT}:{{p{partition}}}:accepted"
+
+
+def dedup_window(partition: int, tenant: str, source: str, dedup_key: str) -> str:
+    return f"{ROOT}:{{p{partition}}}:dedup:{tenant}:{source}:{dedup_key}"
+
+
+def context(tenant: str, context_id: str) -> str:
+    """Hash: the context's head fields (title, state, tier, counters ...)."""
+    return f"{ROOT}:{{c:{tenant}:{context_id}}}:ctx"
+
+
+def context_events(tenant: str, context_id: str) -> str:
+    """Hash: event id → the event as the context keeps it (idempotent by construction)."""
+    return f"{ROOT}:{{c:{tenant}:{context_id}}}:events"
+
+
+def context_updates(tenant: str) -> str:
+    """Pub/sub channel: ids of this tenant's contexts that just changed."""
+    return f"{ROOT}:{{t:{tenant}}}:updates"
+
+
+def counter(name: str) -> str:
+    """Process-independent counters (events accepted, applied ...)."""
+    return f"{ROOT}:stats:{name}"
+
+
+def consumer_heartbeat(group: str, consumer: str) -> str:
+    return f"{ROOT}:hb:{group}:{consumer}"
+
+
+def dead_letters() -> str:
+    """Stream of events that can never be applied, with their error."""
+    return f"{ROOT}:dlq"

@@ -1,0 +1,231 @@
+"""The memory service: the only API that MCP tools, the CLI and the workers call.
+
+It turns accepted events into contexts (hot tier + PostgreSQL index) and answers reads, always scoped
+by the tenant the caller was authenticated as.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+import redis.asyncio as aioredis
+import structlog
+from psycopg_pool import PoolTimeout
+
+from memory import keys
+from memory.errors import InvalidArgument, NotFound, StoreUnavailable
+from memory.ids import context_id, head_key
+from memory.mappers.base import MappingError, mapper_for
+from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
+from memory.runtime import Runtime
+from memory.tiers import index
+from memory.tiers.hot import HotTier, HotWrite
+
+log = structlog.get_logger(__name__)
+
+MAX_LIMIT = 100
+# Recency half-life for ranking: a context untouched for this long counts half as "recent".
+RECENCY_HALF_LIFE_H = 72.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event that can never be applied (it is dead-lettered, not retried)."""
+
+    event: Event
+    reason: str
+
+
+def _aware(moment: datetime | None, fallback: datetime) -> datetime:
+    if moment is None:
+        return fallback
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1 or limit > MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+class MemoryService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.hot = HotTier(rt.redis)
+
+    # -- writes (workers only) -------------------------------------------------------------
+
+    async def apply_events(self, events: Sequence[Event], now: datetime | None = None) -> list[Rejected]:
+        """Apply a batch: hot tier first, then the PostgreSQL index; both idempotent.
+
+        Returns the events that cannot be mapped. Raises StoreUnavailable when a store is down, in
+        which case nothing may be acknowledged and the whole batch is retried later.
+        """
+        now = now or datetime.now(UTC)
+        hot_writes: list[HotWrite] = []
+        index_writes: list[index.IndexWrite] = []
+        rejected: list[Rejected] = []
+        for event in events:
+            try:
+                mapped = mapper_for(event.provider).map(event.event_type, event.payload)
+            except MappingError as exc:
+                rejected.append(Rejected(event, str(exc)))
+                continue
+            hot_write, index_write = self._plan(event, mapped)
+            hot_writes.append(hot_write)
+            index_writes.append(index_write)
+        try:
+            await self.hot.apply(hot_writes, now)
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"hot tier write failed: {exc}") from exc
+        async with self._conn() as conn:
+            await index.upsert(conn, index_writes)
+        await self._announce(hot_writes)
+        return rejected
+
+    def _plan(self, event: Event, mapped: MappedEvent) -> tuple[HotWrite, index.IndexWrite]:
+        ctx_id = context_id(event.tenant, mapped.subject)
+        occurred = _aware(mapped.occurred_at, event.received_at)
+        order = head_key(int(occurred.timestamp() * 1000), event.id)
+        context_event = ContextEvent(
+            id=event.id,
+            event_type=event.event_type,
+            text=mapped.text,
+            occurred_at=occurred,
+            received_at=event.received_at,
+            actors=mapped.actors,
+        )
+        head = {
+            "source": event.source,
+            "subject": mapped.subject,
+            "kind": mapped.kind,
+            "title": mapped.title,
+            "state": mapped.state or "",
+            "url": mapped.url or "",
+            "labels": orjson.dumps(list(mapped.labels)).decode(),
+            "fields": orjson.dumps(mapped.fields, default=str).decode(),
+        }
+        hot_write = HotWrite(event.tenant, ctx_id, context_event, order, mapped.importance, head)
+        index_write = index.IndexWrite(
+            tenant=event.tenant,
+            context_id=ctx_id,
+            event_id=event.id,
+            source=event.source,
+            event_type=event.event_type,
+            text=mapped.text,
+            received_at=event.received_at,
+            occurred_at=occurred,
+            stream_id=event.stream_id,
+            head_key=order,
+            subject=mapped.subject,
+            kind=mapped.kind,
+            title=mapped.title,
+            state=mapped.state,
+            url=mapped.url,
+            importance=mapped.importance,
+            labels=mapped.labels,
+        )
+        return hot_write, index_write
+
+    async def _announce(self, writes: Sequence[HotWrite]) -> None:
+        """Tell subscribers which contexts changed. Best effort: the change itself is durable."""
+        changed = {(w.tenant, w.context_id) for w in writes}
+        try:
+            async with self.rt.redis.pipeline(transaction=False) as pipe:
+                for tenant, ctx_id in sorted(changed):
+                    pipe.publish(keys.context_updates(tenant), ctx_id)
+                pipe.incrby(keys.counter("applied"), len(writes))
+                await pipe.execute()
+        except aioredis.RedisError as exc:
+            log.warning("announce.failed", error=str(exc))
+
+    # -- reads (every caller, scoped by tenant) --------------------------------------------
+
+    async def get_context(self, tenant: str, ctx_id: str) -> Context:
+        try:
+            hot = await self.hot.read(tenant, ctx_id)
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"cannot read the hot tier: {exc}") from exc
+        if hot is not None:
+            return hot
+        async with self._conn() as conn:
+            found = await index.get_summary(conn, tenant, ctx_id)
+        if found is None:
+            raise NotFound(f"no context {ctx_id!r}")
+        summary, body = found
+        events = tuple(
+            ContextEvent(id="", event_type="", text=line, occurred_at=summary.updated_at,
+                         received_at=summary.updated_at)
+            for line in body.splitlines()
+        )  # fmt: skip
+        return Context(head=summary, events=events)
+
+    async def search_context(
+        self,
+        tenant: str,
+        query: str,
+        limit: int = 10,
+        source: str | None = None,
+        since: datetime | None = None,
+        now: datetime | None = None,
+    ) -> list[SearchHit]:
+        _check_limit(limit)
+        if len(query) > 2000:
+            raise InvalidArgument("query is longer than 2000 characters")
+        now = now or datetime.now(UTC)
+        async with self._conn() as conn:
+            matches = await index.search_text(conn, tenant, query, max(limit * 3, 30), source, since)
+        hits = [self._score(match, query, now) for match in matches]
+        hits.sort(key=lambda hit: (-hit.score, hit.context.id))
+        return hits[:limit]
+
+    def _score(self, match: index.TextMatch, query: str, now: datetime) -> SearchHit:
+        age_h = max(0.0, (now - match.context.updated_at).total_seconds() / 3600)
+        recency = math.pow(0.5, age_h / RECENCY_HALF_LIFE_H)
+        text = match.rank
+        importance = match.context.importance
+        score = (text if query.strip() else 1.0) * (0.6 + 0.4 * recency) * (0.75 + 0.5 * importance)
+        breakdown = {"text": round(text, 6), "recency": round(recency, 6), "importance": round(importance, 4)}
+        return SearchHit(match.context, round(score, 6), breakdown, _snippet(match.body, query))
+
+    async def recent_events(
+        self,
+        tenant: str,
+        limit: int = 20,
+        source: str | None = None,
+        since: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[RecentEvent]:
+        _check_limit(limit)
+        async with self._conn() as conn:
+            return await index.recent_events(conn, tenant, limit, source, since, before)
+
+    def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return db_connection(self.rt)
+
+
+@asynccontextmanager
+async def db_connection(rt: Runtime) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection whose connection failures surface as StoreUnavailable."""
+    try:
+        async with rt.db.connection() as conn:
+            yield conn
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+
+def _snippet(body: str, query: str, width: int = 240) -> str:
+    terms = [term.lower() for term in query.split() if len(term) > 2]
+    lines = body.splitlines()
+    for line in reversed(lines):
+        lowered = line.lower()
+        if any(term in lowered for term in terms):
+            return line[:width]
+    return lines[-1][:width] if lines else ""

