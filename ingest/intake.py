@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ingest import envelope
 from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
 from ingest.providers import provider_for
-from ingest.providers.base import MalformedRequest, VerificationError
+from ingest.providers.base import Challenge, MalformedRequest, VerificationError
 from ingest.stream import StreamProducer, Submission
 from memory import keys
 from memory.errors import StoreUnavailable, UnknownSource
@@ -100,6 +100,8 @@ class Intake:
             delivery = provider.delivery_id(headers, payload, source)
         except MalformedRequest as exc:
             return self._count(name, error(400, "malformed", str(exc)))
+        except Challenge as exc:  # a verified handshake (Slack url_verification): answer, store nothing
+            return self._count(name, JSONResponse(exc.body, status_code=200))
         return await self._enqueue(source, headers, json_body, payload, event_type, delivery)
 
     async def _enqueue(

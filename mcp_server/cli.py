@@ -13,6 +13,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+import ingest.providers
 from mcp_server.logs import configure_logging
 from memory.errors import ConfigError, HooklineError
 from memory.runtime import Runtime, open_runtime
@@ -21,7 +22,7 @@ from memory.sources import SourceStore
 from memory.status import pipeline_status
 from memory.tokens import TokenStore
 
-PROVIDERS = ("github", "generic")
+PROVIDERS = tuple(sorted(ingest.providers.PROVIDERS))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -5,8 +5,26 @@ from __future__ import annotations
 from ingest.providers.base import Provider
 from ingest.providers.generic import Generic
 from ingest.providers.github import GitHub
+from ingest.providers.jira import Jira
+from ingest.providers.linear import Linear
+from ingest.providers.shopify import Shopify
+from ingest.providers.slack import Slack
+from ingest.providers.standard import StandardWebhooks
+from ingest.providers.stripe import Stripe
 
-PROVIDERS: dict[str, Provider] = {"github": GitHub(), "generic": Generic()}
+PROVIDERS: dict[str, Provider] = {
+    provider.name: provider
+    for provider in (
+        GitHub(),
+        Generic(),
+        Stripe(),
+        Slack(),
+        StandardWebhooks(),
+        Shopify(),
+        Linear(),
+        Jira(),
+    )
+}
 
 
 def provider_for(name: str) -> Provider:

@@ -1,14 +1,24 @@
-"""What every webhook provider module supplies: verification, delivery id and event type."""
+"""What every webhook provider module supplies: verification, delivery id and event type.
+
+Also the small pieces every verifier shares, so each one fails closed the same way: secrets,
+signature decoding and the timestamp window all raise ``VerificationError`` on anything odd.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from memory.errors import HooklineError
 from memory.models import Source
+
+# Longer than any real Unix timestamp in seconds or milliseconds; keeps int() and float() cheap and safe.
+MAX_TIMESTAMP_DIGITS = 15
 
 
 class VerificationError(HooklineError):
@@ -17,6 +27,18 @@ class VerificationError(HooklineError):
 
 class MalformedRequest(HooklineError):
     """The request is structurally unusable for this provider (400)."""
+
+
+class Challenge(Exception):
+    """A verified handshake (Slack's ``url_verification``) the route answers at once with ``body``.
+
+    Providers raise it from ``event_type()``, which the route calls only after ``verify()`` passed,
+    so an unsigned request can never obtain a reply.
+    """
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("provider handshake")
+        self.body = body
 
 
 class Provider(Protocol):
@@ -42,3 +64,61 @@ def matches_any(expected: Sequence[bytes], presented: Sequence[bytes]) -> bool:
         for got in presented:
             found |= hmac.compare_digest(want, got)
     return found
+
+
+def active_secrets(source: Source) -> tuple[str, ...]:
+    """The source's secrets; none, or a blank one, is a misconfiguration and rejects every request."""
+    if not source.secrets:
+        raise VerificationError(f"source {source.name!r} has no secret configured")
+    if any(not secret.strip() for secret in source.secrets):
+        raise VerificationError(f"source {source.name!r} has a blank secret")
+    return source.secrets
+
+
+def secret_keys(source: Source) -> list[bytes]:
+    """The HMAC keys of the common case: each secret's UTF-8 bytes."""
+    try:
+        return [secret.encode() for secret in active_secrets(source)]
+    except UnicodeEncodeError as exc:
+        raise VerificationError(f"source {source.name!r} has a secret that is not valid text") from exc
+
+
+def decode_hex(text: str, what: str) -> bytes:
+    try:
+        decoded = binascii.unhexlify(text.strip())
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(f"{what} is not hex") from exc
+    if not decoded:
+        raise VerificationError(f"{what} is empty")
+    return decoded
+
+
+def decode_base64(text: str, what: str) -> bytes:
+    try:
+        decoded = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(f"{what} is not base64") from exc
+    if not decoded:
+        raise VerificationError(f"{what} is empty")
+    return decoded
+
+
+def parse_timestamp(text: str | None, what: str) -> int:
+    """A decimal timestamp from a header: ASCII digits only (``isdigit`` alone admits superscripts)."""
+    text = (text or "").strip()
+    if not (0 < len(text) <= MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()):
+        raise VerificationError(f"missing or malformed {what}")
+    return int(text)
+
+
+def check_fresh(timestamp_s: float, now: float, source: Source, default_tolerance: float) -> None:
+    """Reject a timestamp more than the source's ``tolerance`` seconds in the past or the future."""
+    raw = source.options.get("tolerance", default_tolerance)
+    try:
+        tolerance = float(raw)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise VerificationError(f"source {source.name!r} has an invalid tolerance {raw!r}") from exc
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise VerificationError(f"source {source.name!r} has an invalid tolerance {raw!r}")
+    if not math.isfinite(timestamp_s) or abs(now - timestamp_s) > tolerance:
+        raise VerificationError("timestamp is outside the tolerance window")

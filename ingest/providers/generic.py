@@ -10,12 +10,19 @@ Options (``hookline source add ... --option key=value``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from ingest.providers.base import VerificationError, hmac_digest, matches_any
+from ingest.providers.base import (
+    VerificationError,
+    check_fresh,
+    decode_base64,
+    decode_hex,
+    hmac_digest,
+    matches_any,
+    parse_timestamp,
+    secret_keys,
+)
 from memory.models import Source
 
 ALGORITHMS = ("sha1", "sha256", "sha512")
@@ -36,29 +43,24 @@ class Generic:
         if algorithm not in ALGORITHMS or encoding not in ENCODINGS:
             # A misconfigured source must fail closed, never fall back to "accept".
             raise VerificationError(f"source {source.name!r} has an invalid algorithm or encoding")
+        keys = secret_keys(source)
         raw = headers.get(header, "").strip()
         if not raw:
             raise VerificationError(f"missing {header} header")
         prefix = f"{algorithm}="
         if raw.lower().startswith(prefix):
             raw = raw[len(prefix) :]
-        try:
-            presented = binascii.unhexlify(raw) if encoding == "hex" else base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise VerificationError(f"{header} is not valid {encoding}") from exc
+        presented = decode_hex(raw, header) if encoding == "hex" else decode_base64(raw, header)
 
         message = body
         timestamp_header = source.options.get("timestamp_header")
         if timestamp_header:
-            stamp = headers.get(str(timestamp_header).lower(), "").strip()
-            if not stamp.isdigit():
-                raise VerificationError(f"missing or malformed {timestamp_header} header")
-            tolerance = float(source.options.get("tolerance", 300))
-            if abs(now - int(stamp)) > tolerance:
-                raise VerificationError("timestamp is outside the tolerance window")
-            message = stamp.encode() + b"." + body
+            name = str(timestamp_header).lower()
+            stamp = headers.get(name, "").strip()
+            check_fresh(parse_timestamp(stamp, f"{name} header"), now, source, 300)
+            message = stamp.encode() + b"." + body  # signed as sent
 
-        expected = [hmac_digest(secret.encode(), message, algorithm) for secret in source.secrets]
+        expected = [hmac_digest(key, message, algorithm) for key in keys]
         if not matches_any(expected, [presented]):
             raise VerificationError("signature does not match any active secret")
 

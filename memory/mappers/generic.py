@@ -20,7 +20,6 @@ from memory.mappers.payload import (
     first_timestamp,
     get,
     obj,
-    one_line,
     require_object,
     scalar_text,
     string,
@@ -35,7 +34,8 @@ _NAMESPACE = re.compile(r"[^.:/\s]+")
 
 _Finder = Callable[[dict[str, Any]], tuple[str, str] | None]
 
-# Where providers keep the object an event is about, most specific first.
+# Where to look for titles, times, states and people: the top level, then where providers nest
+# the object an event is about.
 _CONTAINERS: tuple[tuple[str, ...], ...] = (
     (),
     ("data", "object"),
@@ -46,7 +46,18 @@ _CONTAINERS: tuple[tuple[str, ...], ...] = (
     ("object",),
 )
 _TITLE_KEYS = ("title", "name", "summary", "subject")
-_TIME_KEYS = ("occurred_at", "timestamp", "time", "created_at", "updated_at", "created", "event_time", "ts")
+_TIME_KEYS = (
+    "occurred_at",
+    "timestamp",
+    "time",
+    "created_at",
+    "updated_at",
+    "createdAt",
+    "updatedAt",
+    "created",
+    "event_time",
+    "ts",
+)
 _ACTOR_KEYS = ("user", "actor", "sender", "author", "creator")
 _PERSON_KEYS = ("login", "username", "name", "email", "id")
 
@@ -160,7 +171,7 @@ class GenericMapper:
 
     def map(self, event_type: str, payload: dict[str, Any]) -> MappedEvent:
         body = require_object(payload)
-        event_type = one_line(event_type) or "event"
+        event_type = excerpt(event_type, _KEY_CHARS) or "event"
         match = _NAMESPACE.search(event_type)
         namespace = match.group(0) if match else "generic"
         found = _subject_key(body)
@@ -169,8 +180,7 @@ class GenericMapper:
             subject = f"{namespace}:{excerpt(value, _KEY_CHARS)}"
         else:
             path, value, subject = None, None, f"generic:{event_type}"
-        title = _first_string(body, _TITLE_KEYS)
-        title = excerpt(title, _KEY_CHARS) if title else (f"{event_type} {value}" if value else event_type)
+        title = _first_string(body, _TITLE_KEYS) or (f"{event_type} {value}" if value else event_type)
         flat = _flatten(body)
         url = _first_string(body, ("html_url", "url", "permalink"))
         actors = (_person(container.get(key)) for container in _containers(body) for key in _ACTOR_KEYS)

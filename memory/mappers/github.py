@@ -40,6 +40,9 @@ _HANDLERS: dict[str, _Handler] = {
     "fork": map_popularity,
 }
 
+EVENT_TYPES: frozenset[str] = frozenset(_HANDLERS)
+"""The event types with a mapping of their own; any other type takes the fallback."""
+
 
 class GitHubMapper:
     """Maps an ``X-GitHub-Event`` type and its payload; a missing field never raises.

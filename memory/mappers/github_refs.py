@@ -103,7 +103,7 @@ def map_release(ev: GitHubEvent) -> MappedEvent | None:
         state = "prereleased"
     else:
         state = "published" if release.get("published_at") else ev.action or None
-    text = f"{ev.who} {ev.did()} release {name} ({tag}) in {ev.repo}"
+    text = f"{ev.who} {ev.did()} release {name}" + (f" ({tag})" if name != tag else "") + f" in {ev.repo}"
     body = string(release, "body")
     text += f": {excerpt(body, COMMENT_CHARS)}" if body else ""
     fields: dict[str, Any] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from memory.mappers.github_event import COMMENT_CHARS, GitHubEvent, label_names
-from memory.mappers.payload import excerpt, get, integer, login, obj, string
+from memory.mappers.payload import excerpt, first_timestamp, get, integer, login, obj, string
 from memory.models import MappedEvent
 
 _PR_VERBS = {
@@ -113,6 +113,7 @@ def map_review_activity(ev: GitHubEvent) -> MappedEvent | None:
         text,
         source or pr,
         time_keys=keys,
+        occurred_at=first_timestamp(pr, "updated_at"),
         state=_state(pr),
         actors=(login(get(review, "user")), login(get(comment, "user"))),
         labels=label_names(pr.get("labels")),
@@ -123,7 +124,7 @@ def map_review_activity(ev: GitHubEvent) -> MappedEvent | None:
 def map_issue(ev: GitHubEvent) -> MappedEvent | None:
     """``issues`` and ``issue_comment`` events."""
     issue = obj(ev.payload, "issue")
-    is_pr = issue.get("pull_request") is not None
+    is_pr = "pull_request" in issue  # GitHub sends this key only for pull requests
     thread = _thread(ev, is_pr, issue)
     if thread is None:
         return None

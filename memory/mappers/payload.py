@@ -15,13 +15,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from memory.errors import HooklineError
+
 # Epoch values above this are taken as milliseconds (it is the year 5138 in seconds).
 _MILLIS_THRESHOLD = 100_000_000_000
 _WHITESPACE = re.compile(r"\s+")
 _EPOCH = re.compile(r"\d{9,13}(\.\d+)?", re.ASCII)
 
 
-class MappingError(ValueError):
+class MappingError(HooklineError, ValueError):
     """The payload cannot be mapped at all, e.g. its top level is not a JSON object."""
 
 
