@@ -116,7 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deliveries", type=int, default=0, help="default: 30,000 per second of load")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="only the default db is flushed")
     parser.add_argument("--database-url", default="", help="default: embedded PostgreSQL in a temp dir")
-    parser.add_argument("--profile", metavar="SVG", help="py-spy record the hookline server into SVG")
+    parser.add_argument("--profile", metavar="SVG", help="py-spy record hookline into SVG (.txt: raw)")
     return parser.parse_args()
 
 
@@ -134,7 +134,7 @@ def load_bodies() -> list[tuple[str, bytes]]:
 def builtin_pull_request() -> bytes:
     """A ~6 KB pull_request delivery, for checkouts without tests/fixtures/github."""
     user = {"login": "octocat", "id": 1, "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": False}
-    user |= {f"{k}_url": f"https://api.github.com/users/octocat/{k}" for k in ("followers", "repos", "events")}
+    user |= {f"{k}_url": f"https://api.github.com/users/octocat/{k}" for k in ("repos", "events")}
     repo = {"id": 1296269, "name": "Hello-World", "full_name": "octocat/Hello-World", "owner": user}
     repo |= {f"{k}_url": f"https://api.github.com/repos/octocat/Hello-World/{k}" for k in
              ("issues", "pulls", "commits", "branches", "tags", "labels", "hooks", "events", "forks")}
@@ -153,12 +153,12 @@ def write_requests(path: Path, secret: str, count: int) -> list[bytes]:
     templates: list[tuple[bytes, bytes]] = []
     for event, body in load_bodies():
         signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        head = (
+        head_text = (
             f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nX-GitHub-Event: {event}\r\n"
             f"X-GitHub-Hook-ID: 1\r\nX-Hub-Signature-256: sha256={signature}\r\nX-GitHub-Delivery: "
         )
-        templates.append((head.encode(), body))
+        templates.append((head_text.encode(), body))
     with path.open("wb") as out:
         out.write(b"%d\n" % len(templates))
         for head, body in templates:
@@ -192,14 +192,13 @@ def running(name: str, argv: list[str], env: dict[str, str], port: int, log: Pat
 
 
 def wait_healthy(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 90
+    deadline, url = time.monotonic() + 90, f"http://127.0.0.1:{port}"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer:
+            if answer.status == 200:
+                return
         time.sleep(0.1)
     sys.exit(f"{name} did not answer /healthz within 90 s; see {log}")
 
@@ -214,8 +213,9 @@ def post_raw(port: int, raw_request: bytes) -> int:
 def run_wrk(name: str, port: int, work: Path, args: argparse.Namespace, profile: int | None) -> Result:
     spy = None
     if profile is not None:
-        spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-d", str(args.seconds), "-o", args.profile,
-                                "--pid", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        form = "raw" if args.profile.endswith(".txt") else "flamegraph"  # raw: collapsed stacks
+        spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-d", str(args.seconds), "-f", form, "-o",
+                                args.profile, "--pid", str(profile)], stdout=subprocess.DEVNULL)
     command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "10s",
                "--latency", "-s", str(work / "deliveries.lua"), f"http://127.0.0.1:{port}/hooks/{SOURCE}",
                "--", str(work / "requests.txt"), str(args.threads)]

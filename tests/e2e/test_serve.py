@@ -1,0 +1,177 @@
+"""`hookline serve` as a subprocess on its embedded defaults, driven by real clients.
+
+20 signed GitHub deliveries of real shape go in over HTTP; an MCP client over streamable HTTP and
+another over stdio (`hookline stdio`, sharing the embedded stores) find and read them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.fixtures.github_examples import load_fixture
+from tests.helpers import free_port, github_headers, wait_until
+
+SECRET = "e2e-secret"
+HOOKLINE = str(Path(sys.executable).with_name("hookline"))
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    token: str
+    log: Path
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([HOOKLINE, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with tempfile.TemporaryDirectory(prefix="hle2e", dir="/tmp") as data_dir:
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")},
+            "HOOKLINE_DATA_DIR": data_dir,
+            "HOOKLINE_PORT": str(port),
+            "HOOKLINE_LOG_JSON": "1",
+        }
+        _cli(env, "source", "add", "github", "--provider", "github", "--secret", SECRET)
+        token = _cli(env, "token", "create").strip().splitlines()[-1]
+        log = Path(data_dir) / "serve.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen([HOOKLINE, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}", process)
+            yield Server(f"http://127.0.0.1:{port}", env, token, log)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            # uvicorn re-raises the signal once its graceful shutdown is done
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+            assert '"worker.stop"' in log.read_text()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"hookline serve exited with {process.returncode}")
+        try:
+            if httpx2.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("hookline serve did not become ready")
+
+
+def _deliveries() -> list[tuple[str, dict[str, Any]]]:
+    """20 deliveries: PRs opened and closed, comments, pushes and workflow runs."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for n in range(4):
+        opened = copy.deepcopy(load_fixture("pull_request_opened"))
+        opened["pull_request"]["number"] = opened["number"] = 100 + n
+        opened["pull_request"]["title"] = f"Teach the flux capacitor trick {n}"
+        closed = copy.deepcopy(opened)
+        closed["action"], closed["pull_request"]["state"] = "closed", "closed"
+        comment = copy.deepcopy(load_fixture("issue_comment_created"))
+        comment["issue"]["number"] = 100 + n
+        comment["issue"]["pull_request"] = {"url": "https://api.github.com/pulls/x"}
+        comment["comment"]["body"] = f"Looks good, ship capacitor {n}"
+        push = copy.deepcopy(load_fixture("push"))
+        push["ref"] = f"refs/heads/feature-{n}"
+        run = copy.deepcopy(load_fixture("workflow_run_completed"))
+        run["workflow_run"]["id"] = 9000 + n
+        out += [
+            ("pull_request", opened),
+            ("pull_request", closed),
+            ("issue_comment", comment),
+            ("push", push),
+        ]
+        out.append(("workflow_run", run))
+    return out
+
+
+async def _post_all(server: Server) -> list[str]:
+    ids = []
+    async with httpx2.AsyncClient(base_url=server.url) as http:
+        for i, (event, payload) in enumerate(_deliveries()):
+            body = orjson.dumps(payload)
+            response = await http.post(
+                "/hooks/github", content=body, headers=github_headers(body, SECRET, event, f"e2e-{i}")
+            )
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        # The same delivery again: accepted as a duplicate, not applied twice.
+        event, payload = _deliveries()[0]
+        body = orjson.dumps(payload)
+        again = await http.post(
+            "/hooks/github", content=body, headers=github_headers(body, SECRET, event, "e2e-0")
+        )
+        assert again.status_code == 200 and again.json() == {"id": "github:e2e-0", "duplicate": True}
+    return ids
+
+
+async def _check_memory(client: Client) -> None:
+    async def all_applied() -> bool:
+        result = await client.call_tool("recent_events", {"limit": 100})
+        return len(result.structured_content["events"]) == 20
+
+    await wait_until(all_applied, within=30)
+    found = (
+        await client.call_tool("search_context", {"query": "flux capacitor", "limit": 10})
+    ).structured_content
+    titles = [hit["title"] for hit in found["hits"]]
+    assert len(titles) == 4 and all("flux capacitor" in title for title in titles)
+    pr = (await client.call_tool("get_context", {"id": found["hits"][0]["id"]})).structured_content
+    # opened + closed + one comment, the redelivered "opened" not counted twice
+    assert pr["event_count"] == 3 and len(pr["events"]) == 3
+    assert pr["state"] == "closed"
+
+
+async def test_http_mcp_client_finds_and_reads_what_webhooks_sent(server: Server) -> None:
+    await _post_all(server)
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.token}"})
+    async with http, Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client:
+        await _check_memory(client)
+
+
+async def test_stdio_mcp_client_shares_the_embedded_stores(server: Server) -> None:
+    params = StdioServerParameters(command=HOOKLINE, args=["stdio"], env=server.env)
+    async with Client(params) as client:
+        await _check_memory(client)
+
+
+async def test_mcp_over_http_refuses_a_missing_or_wrong_token(server: Server) -> None:
+    async with httpx2.AsyncClient(base_url=server.url) as http:
+        request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        assert (await http.post("/mcp", json=request)).status_code == 401
+        wrong = {"Authorization": "Bearer hl_not-a-token"}
+        response = await http.post("/mcp", json=request, headers=wrong)
+        assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+
+
+def test_cli_status_reports_what_was_applied(server: Server) -> None:
+    status = orjson.loads(_cli(server.env, "status", "--json"))
+    assert {"groups", "dlq", "events", "tiers"} <= set(status)
+    assert status["groups"]["context"]["pending"] >= 0
