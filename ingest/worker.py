@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import anyio
 import redis.asyncio as aioredis
@@ -31,6 +32,8 @@ from memory.service import MemoryService
 log = structlog.get_logger(__name__)
 
 Entry = tuple[str, str, dict[bytes, bytes]]  # (stream, entry id, fields)
+# XREADGROUP's RESP2 reply (redis-py's own hint is a union over protocol versions)
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +128,12 @@ class Worker:
         reply = await self.redis.xreadgroup(
             self.config.group,
             self.name,
-            {stream: start for stream in self.streams},
+            dict.fromkeys(self.streams, start),
             count=self.config.batch_size,
             block=block,
         )
         found: list[Entry] = []
-        for stream, messages in reply or []:
+        for stream, messages in cast(StreamReply, reply or []):
             name = stream.decode() if isinstance(stream, bytes) else stream
             found += [(name, _id(entry_id), fields) for entry_id, fields in messages if fields]
         return found

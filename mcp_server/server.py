@@ -196,7 +196,7 @@ def build_mcp(service: MemoryService, default_tenant: str) -> MCPServer:
         log_level="WARNING",
     )
     read_only = ToolAnnotations(
-        readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
     )
 
     @mcp.tool(annotations=read_only)

@@ -56,7 +56,9 @@ def connect_redis(url: str) -> Redis:
     if parsed.scheme == "redis+sentinel":
         hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in parsed.netloc.split(",")]
         service = parsed.path.strip("/") or parse_qs(parsed.query).get("service", ["mymaster"])[0]
-        return Sentinel(hosts).master_for(service)
+        sentinel = Sentinel(hosts)  # type: ignore[no-untyped-call]
+        master: Redis = sentinel.master_for(service)
+        return master
     raise ConfigError(f"unsupported Redis URL scheme {parsed.scheme!r}")
 
 

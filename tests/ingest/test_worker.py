@@ -38,7 +38,7 @@ async def _enqueue(rt: Runtime, producer: StreamProducer, tenant: str, data: byt
             keys.events_stream(partition),
             keys.accepted_counter(partition),
             data,
-        )  # fmt: skip
+        )
     )
 
 
