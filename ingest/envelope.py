@@ -33,6 +33,7 @@ class Envelope:
     received_at: datetime
     payload: bytes  # the verified raw body, redacted where a redaction hook ran
     headers: Mapping[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
 
 def encode(envelope: Envelope, *, compress_above: int = COMPRESS_ABOVE_BYTES) -> bytes:
@@ -61,8 +62,9 @@ def decode_envelope(data: bytes) -> Envelope:
         message.ParseFromString(data)
     except DecodeError as exc:
         raise CorruptEnvelope(f"stream entry is not a WebhookEvent: {exc}") from exc
-    if message.schema_version < 1 or message.schema_version > SCHEMA_VERSION:
-        raise CorruptEnvelope(f"unknown envelope schema version {message.schema_version}")
+    # Every version is readable: fields are only ever added, and proto3 skips unknown ones.
+    if message.schema_version < 1:
+        raise CorruptEnvelope("envelope has no schema version")
     payload = message.payload
     if message.compression == envelope_pb2.WebhookEvent.COMPRESSION_ZSTD:
         try:
@@ -79,6 +81,7 @@ def decode_envelope(data: bytes) -> Envelope:
         received_at=datetime.fromtimestamp(message.received_at_ms / 1000, tz=UTC),
         payload=payload,
         headers=dict(message.headers),
+        schema_version=message.schema_version,
     )
 
 
@@ -99,4 +102,11 @@ def to_event(envelope: Envelope, stream_id: str = "") -> Event:
         received_at=envelope.received_at,
         payload=payload,
         stream_id=stream_id,
+        delivery_id=envelope.delivery_id,
+        schema_version=envelope.schema_version,
     )
+
+
+def descriptor() -> bytes:
+    """The serialized FileDescriptorProto of this version, for the schema registry."""
+    return bytes(envelope_pb2.DESCRIPTOR.serialized_pb)

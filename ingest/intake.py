@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,12 +20,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import envelope
-from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
+from ingest.dedup import BloomConfig, Outcome
+from ingest.metrics import DEDUP_HITS, INTAKE_SECONDS, WEBHOOKS
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest, VerificationError
+from ingest.ratelimit import RateLimiter, retry_after
 from ingest.stream import StreamProducer, Submission
 from memory import keys
 from memory.errors import StoreUnavailable, UnknownSource
+from memory.ledger import Ledger
 from memory.models import Source
 from memory.settings import Settings
 from memory.sources import SourceStore
@@ -59,6 +62,9 @@ class Intake:
     settings: Settings
     sources: SourceStore
     producer: StreamProducer
+    ledger: Ledger
+    bloom: BloomConfig = field(default_factory=BloomConfig)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     redact: Redactor = no_redaction
 
     async def __call__(self, request: Request) -> Response:
@@ -93,6 +99,13 @@ class Intake:
             provider.verify(headers, body, source, time.time())
         except VerificationError as exc:
             return self._count(name, error(401, "bad_signature", str(exc)))
+        # Limited after verification, so forged floods cannot spend a source's budget.
+        wait = self.limiter.acquire(name, _rate(source))
+        if wait > 0:
+            headers_out = {"Retry-After": retry_after(wait)}
+            return self._count(
+                name, error(429, "rate_limited", "too many events from this source", headers_out)
+            )
 
         try:
             payload, json_body = _parse(body, content_type)
@@ -131,25 +144,41 @@ class Intake:
                 headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
             )
         )
+        now = time.time()
         submission = Submission(
             window_key=keys.dedup_window(partition, source.tenant, source.name, dedup_key),
-            window_s=self.settings.dedup_window_s,
+            window_s=int(source.options.get("dedup_window", self.settings.dedup_window_s)),
             stream=keys.events_stream(partition),
             counter=keys.accepted_counter(partition),
             envelope=data,
+            bloom_keys=tuple(self.bloom.keys(partition, now)),
+            bloom_positions=tuple(self.bloom.positions(source.tenant, source.name, dedup_key)),
+            bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
         )
         try:
-            entry = await self.producer.submit(submission)
+            duplicate = await self._submit(source, dedup_key, submission)
         except StoreUnavailable as exc:
             log.error("intake.unavailable", source=source.name, error=str(exc))
             return self._count(
                 source.name, error(503, "unavailable", "event store unavailable; retry", {"Retry-After": "5"})
             )
-        if entry is None:
-            return self._count(
-                source.name, JSONResponse({"id": dedup_key, "duplicate": True}, status_code=200)
-            )
-        return self._count(source.name, JSONResponse({"id": dedup_key, "duplicate": False}, status_code=202))
+        status = 200 if duplicate else 202
+        return self._count(source.name, JSONResponse({"id": dedup_key, "duplicate": duplicate}, status))
+
+    async def _submit(self, source: Source, dedup_key: str, submission: Submission) -> bool:
+        """Queue the event unless it is a duplicate; True for a duplicate."""
+        result = await self.producer.submit(submission)
+        if result.outcome is Outcome.MAYBE_SEEN:
+            # The Bloom filter only says "maybe": the ledger decides.
+            if await self.ledger.contains(source.tenant, dedup_key):
+                DEDUP_HITS.labels(layer="bloom_confirmed").inc()
+                return True
+            DEDUP_HITS.labels(layer="bloom_false_positive").inc()
+            result = await self.producer.submit(replace(submission, force=True))
+        if result.outcome is Outcome.DUPLICATE_WINDOW:
+            DEDUP_HITS.labels(layer="window").inc()
+            return True
+        return False
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -194,3 +223,11 @@ def _parse(body: bytes, content_type: str) -> tuple[Any, bytes]:
 def _content_key(source: str, event_type: str, payload: Any) -> str:
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return f"{source}:{event_type}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+def _rate(source: Source) -> float | None:
+    value = source.options.get("rate_limit")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter("hookline_webhooks_total", "Webhook requests by source and outcome", ["source", "outcome"])
 INTAKE_SECONDS = Histogram(
@@ -16,4 +16,17 @@ DEAD_LETTERED = Counter(
 )
 BATCH_FAILURES = Counter(
     "hookline_worker_batch_failures_total", "Batches that failed and will be retried", ["group"]
+)
+DEDUP_HITS = Counter(
+    "hookline_dedup_hits_total",
+    "Dedup decisions by layer: window (exact), bloom_confirmed (ledger said seen), bloom_false_positive",
+    ["layer"],
+)
+BLOOM_FILL = Gauge(
+    "hookline_bloom_fill_ratio", "Fraction of bits set in the newest Bloom generation", ["partition"]
+)
+BLOOM_FPR = Gauge(
+    "hookline_bloom_false_positive_rate_estimate",
+    "Estimated Bloom false-positive rate (fill^k)",
+    ["partition"],
 )

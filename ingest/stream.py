@@ -1,4 +1,4 @@
-"""Stream primitives: the micro-batching producer (dedup window + XADD in one script) and groups.
+"""Stream primitives: the micro-batching producer (the dedup + XADD script) and consumer groups.
 
 Concurrent intake requests each ``await producer.submit(...)``; one named task drains the queue and
 sends everything waiting as one pipeline, so a burst of N requests costs one round trip, not N.
@@ -13,43 +13,45 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ResponseError
 
+from ingest.dedup import DEDUP_XADD, Outcome
 from memory import keys
 from memory.errors import StoreUnavailable
 
 log = structlog.get_logger(__name__)
-
-# Returns the new entry id, or false when the window key says "seen" (a duplicate). The window
-# key and the stream share the partition's hash tag, so this is one atomic step: an event is never
-# marked seen without being queued, nor queued twice.
-_DEDUP_XADD = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('INCR', KEYS[3])
-  return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
-end
-return false
-"""
 
 MAX_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
 class Submission:
+    """One event for the dedup + XADD script (see ingest/dedup.py for KEYS and ARGV)."""
+
     window_key: str
     window_s: int
     stream: str
     counter: str
     envelope: bytes
+    bloom_keys: tuple[str, ...] = ()
+    bloom_positions: tuple[int, ...] = ()
+    bloom_ttl_s: int = 0
+    force: bool = False  # skip the Bloom check: the ledger said "not seen"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    entry_id: str | None = None
 
 
 class StreamProducer:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._script = redis.register_script(_DEDUP_XADD)
-        self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[str | None]]] = asyncio.Queue()
+        self._script = redis.register_script(DEDUP_XADD)
+        self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] = asyncio.Queue()
 
-    async def submit(self, item: Submission) -> str | None:
-        """Queue one event; the stream entry id, or None for a duplicate. Raises StoreUnavailable."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: Submission) -> Result:
+        """Run the dedup + XADD script for one event, batched with others. Raises StoreUnavailable."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
 
@@ -61,15 +63,11 @@ class StreamProducer:
                 batch.append(self._queue.get_nowait())
             await self._flush(batch)
 
-    async def _flush(self, batch: list[tuple[Submission, asyncio.Future[str | None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Submission, asyncio.Future[Result]]]) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for item, _ in batch:
-                    await self._script(
-                        keys=[item.window_key, item.stream, item.counter],
-                        args=[item.window_s, item.envelope],
-                        client=pipe,
-                    )
+                    await self._script(keys=_keys(item), args=_args(item), client=pipe)
                 results = await pipe.execute(raise_on_error=False)
         except (aioredis.RedisError, OSError) as exc:
             error = StoreUnavailable(f"Redis is unavailable: {exc}")
@@ -83,7 +81,24 @@ class StreamProducer:
             if isinstance(result, Exception):
                 future.set_exception(StoreUnavailable(f"XADD failed: {result}"))
             else:
-                future.set_result(None if result is None else result.decode())
+                future.set_result(_result(result))
+
+
+def _keys(item: Submission) -> list[str]:
+    return [item.window_key, item.stream, item.counter, *item.bloom_keys]
+
+
+def _args(item: Submission) -> list[bytes | str | int]:
+    mode = "force" if item.force or not item.bloom_keys else "check"
+    return [item.window_s, item.envelope, item.bloom_ttl_s, mode, *item.bloom_positions]
+
+
+def _result(reply: list[int | bytes]) -> Result:
+    code = int(reply[0])
+    if code == 2:
+        entry = reply[1]
+        return Result(Outcome.QUEUED, entry.decode() if isinstance(entry, bytes) else str(entry))
+    return Result(Outcome.DUPLICATE_WINDOW if code == 0 else Outcome.MAYBE_SEEN)
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:

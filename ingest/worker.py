@@ -1,9 +1,10 @@
-"""Consumer-group workers: read the event streams, apply through the memory service, then ack.
+"""Consumer-group workers: read the event streams, hand each batch to the group's handler, ack.
 
 Each loop first reclaims entries other consumers left stalled (XAUTOCLAIM), then re-reads its own
 unacknowledged entries after a failure, then reads new ones. An entry is acknowledged only after
-``MemoryService.apply_events`` returned, i.e. after both the hot tier and PostgreSQL have it.
-Entries that can never be applied go to the dead-letter stream with their error.
+its group's handler returned, i.e. after its effect is durable: for group ``context`` both the hot
+tier and PostgreSQL have it; for group ``audit`` the ledger row is committed. Entries that can never
+be handled go to the dead-letter stream with their error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import anyio
 import redis.asyncio as aioredis
@@ -26,14 +27,33 @@ from ingest.metrics import APPLIED, BATCH_FAILURES, DEAD_LETTERED
 from ingest.stream import all_streams, ensure_group
 from memory import keys
 from memory.errors import CorruptEnvelope, StoreUnavailable
+from memory.ledger import Ledger
 from memory.models import Event
-from memory.service import MemoryService
+from memory.service import MemoryService, Rejected
 
 log = structlog.get_logger(__name__)
 
 Entry = tuple[str, str, dict[bytes, bytes]]  # (stream, entry id, fields)
 # XREADGROUP's RESP2 reply (redis-py's own hint is a union over protocol versions)
 StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+class Handler(Protocol):
+    """What a consumer group does with a batch; returns the events that can never succeed."""
+
+    async def __call__(self, events: Sequence[Event]) -> Sequence[Rejected]: ...
+
+
+def context_handler(service: MemoryService) -> Handler:
+    return service.apply_events
+
+
+def audit_handler(ledger: Ledger) -> Handler:
+    async def record(events: Sequence[Event]) -> Sequence[Rejected]:
+        await ledger.record(events)
+        return ()
+
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +70,11 @@ def consumer_name(index: int) -> str:
 
 
 class Worker:
-    def __init__(self, service: MemoryService, partitions: int, config: WorkerConfig, name: str) -> None:
-        self.service = service
-        self.redis: aioredis.Redis = service.rt.redis
+    def __init__(
+        self, redis: aioredis.Redis, handler: Handler, partitions: int, config: WorkerConfig, name: str
+    ) -> None:
+        self.handler = handler
+        self.redis = redis
         self.streams = all_streams(partitions)
         self.config = config
         self.name = name
@@ -146,7 +168,7 @@ class Worker:
                 decoded.append((entry, to_event(decode_envelope(entry[2].get(b"e", b"")), entry[1])))
             except CorruptEnvelope as exc:
                 dead.append((entry, str(exc)))
-        rejected = await self.service.apply_events([event for _, event in decoded])
+        rejected = await self.handler([event for _, event in decoded])
         reasons = {id(r.event): r.reason for r in rejected}
         dead += [(entry, reasons[id(event)]) for entry, event in decoded if id(event) in reasons]
         await self._dead_letter(dead)

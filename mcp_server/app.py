@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 import psycopg
@@ -23,12 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ingest import envelope
+from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, error
 from ingest.stream import StreamProducer
-from ingest.worker import Worker, WorkerConfig, consumer_name
+from ingest.worker import Worker, WorkerConfig, audit_handler, consumer_name, context_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
 from memory.errors import StoreUnavailable
+from memory.keys import AUDIT_GROUP, CONTEXT_GROUP
+from memory.ledger import Ledger
 from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
 from memory.settings import Settings
@@ -75,21 +79,29 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
             state.runtime = rt
             service = MemoryService(rt)
             producer = StreamProducer(rt.redis)
-            state.intake = Intake(settings, SourceStore(rt.db), producer)
+            ledger = Ledger(rt.db)
+            await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
+            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger)
             mcp = build_mcp(service, settings.tenant)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
             state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)
             config = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
             if "worker" in roles:
+                handlers = {CONTEXT_GROUP: context_handler(service), AUDIT_GROUP: audit_handler(ledger)}
                 state.workers = [
-                    Worker(service, settings.partitions, config, consumer_name(i)) for i in range(workers)
+                    Worker(
+                        rt.redis, handler, settings.partitions, replace(config, group=group), consumer_name(i)
+                    )
+                    for group, handler in handlers.items()
+                    for i in range(workers)
                 ]
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
                 done = [anyio.Event() for _ in state.workers]
                 for worker, finished in zip(state.workers, done, strict=True):
-                    tasks.start_soon(_run_worker, worker, finished, name=f"worker:{worker.name}")
+                    name = f"worker:{worker.config.group}:{worker.name}"
+                    tasks.start_soon(_run_worker, worker, finished, name=name)
                 try:
                     async with mcp.session_manager.run():
                         log.info("serve.ready", host=settings.host, port=settings.port, roles=list(roles))
@@ -117,6 +129,8 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
+        if state.runtime is not None and state.intake is not None:
+            await refresh_bloom_gauges(state.runtime.redis, state.intake.bloom, settings.partitions)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

@@ -13,6 +13,8 @@ import hashlib
 ROOT = "hl"
 
 CONTEXT_GROUP = "context"
+AUDIT_GROUP = "audit"
+GROUPS = (CONTEXT_GROUP, AUDIT_GROUP)
 
 
 def partition_of(tenant: str, source: str, partitions: int) -> int:
@@ -61,3 +63,8 @@ def consumer_heartbeat(group: str, consumer: str) -> str:
 def dead_letters() -> str:
     """Stream of events that can never be applied, with their error."""
     return f"{ROOT}:dlq"
+
+
+def bloom(partition: int, generation: int) -> str:
+    """Bitmap: the long-term dedup Bloom filter of one partition and generation."""
+    return f"{ROOT}:{{p{partition}}}:bloom:{generation}"

@@ -44,6 +44,8 @@ class Event:
     received_at: datetime
     payload: dict[str, Any]
     stream_id: str = ""
+    delivery_id: str = ""
+    schema_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import structlog
 from alembic import command
 from alembic.config import Config
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from sqlalchemy.exc import SQLAlchemyError
@@ -135,6 +135,16 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
             redis_url=redis_url,
             database_url=database_url,
         )
+
+
+@asynccontextmanager
+async def pg_connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection whose connection failures surface as StoreUnavailable."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
 
 def _redact(url: str) -> str:

@@ -7,8 +7,8 @@ by the tenant the caller was authenticated as.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,14 +17,13 @@ import orjson
 import psycopg
 import redis.asyncio as aioredis
 import structlog
-from psycopg_pool import PoolTimeout
 
 from memory import keys
 from memory.errors import InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
 from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
-from memory.runtime import Runtime
+from memory.runtime import Runtime, pg_connection
 from memory.tiers import index
 from memory.tiers.hot import HotTier, HotWrite
 
@@ -208,17 +207,7 @@ class MemoryService:
             return await index.recent_events(conn, tenant, limit, source, since, before)
 
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        return db_connection(self.rt)
-
-
-@asynccontextmanager
-async def db_connection(rt: Runtime) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection whose connection failures surface as StoreUnavailable."""
-    try:
-        async with rt.db.connection() as conn:
-            yield conn
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        return pg_connection(self.rt.db)
 
 
 def _snippet(body: str, query: str, width: int = 240) -> str:

@@ -10,7 +10,7 @@ from memory import keys
 from memory.runtime import Runtime
 
 
-async def pipeline_status(rt: Runtime, groups: tuple[str, ...] = (keys.CONTEXT_GROUP,)) -> dict[str, Any]:
+async def pipeline_status(rt: Runtime, groups: tuple[str, ...] = keys.GROUPS) -> dict[str, Any]:
     partitions = rt.settings.partitions
     streams: dict[str, Any] = {}
     totals: dict[str, dict[str, int]] = {group: {"lag": 0, "pending": 0} for group in groups}

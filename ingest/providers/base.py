@@ -88,6 +88,8 @@ def decode_hex(text: str, what: str) -> bytes:
         decoded = binascii.unhexlify(text.strip())
     except (binascii.Error, ValueError) as exc:
         raise VerificationError(f"{what} is not hex") from exc
+    if not decoded:
+        raise VerificationError(f"{what} is empty")
     return decoded
 
 

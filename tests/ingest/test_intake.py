@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -151,3 +154,44 @@ async def test_redis_down_means_503_never_2xx(tmp_root: Path, machine_rt: Runtim
                 assert response.status_code == 202
     finally:
         doomed.release()
+
+
+def _slack_headers(body: bytes, secret: str, ts: int) -> dict[str, str]:
+    signature = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "content-type": "application/json",
+        "x-slack-request-timestamp": str(ts),
+        "x-slack-signature": f"v0={signature}",
+    }
+
+
+@pytest.mark.parametrize(("secret", "status"), [("s3cret", 200), ("forged", 401)])
+async def test_only_a_verified_slack_handshake_is_answered(
+    server: tuple[httpx2.AsyncClient, Runtime], secret: str, status: int
+) -> None:
+    client, rt = server
+    await SourceStore(rt.db).add("slack", "slack", ["s3cret"], "default")
+    body = orjson.dumps({"token": "t", "challenge": "abc123", "type": "url_verification"})
+    response = await client.post(
+        "/hooks/slack", content=body, headers=_slack_headers(body, secret, int(time.time()))
+    )
+    assert response.status_code == status
+    assert (response.json() == {"challenge": "abc123"}) is (status == 200)
+    assert await _stream_total(rt) == 0
+
+
+async def test_a_flood_from_one_source_is_rate_limited_with_retry_after(
+    server: tuple[httpx2.AsyncClient, Runtime],
+) -> None:
+    client, rt = server
+    await SourceStore(rt.db).add("tiny", "github", [SECRET], "default", {"rate_limit": "1"})
+    statuses = []
+    for _ in range(4):  # burst capacity is 2 seconds' worth: 2 events
+        body, headers = _signed()
+        response = await client.post("/hooks/tiny", content=body, headers=headers)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1 and response.json()["error"] == "rate_limited"
+    assert statuses[:2] == [202, 202] and 429 in statuses[2:]
+    body, headers = _signed()
+    assert (await client.post("/hooks/gh", content=body, headers=headers)).status_code == 202  # others flow

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from starlette.requests import Request
 
-from ingest.intake import Intake
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest
 from memory.models import Source
-from memory.settings import load_settings
 
 
 def source(provider: str, **options: Any) -> Source:
@@ -112,56 +104,3 @@ def test_slack_url_verification_raises_a_challenge_with_the_echo() -> None:
     with pytest.raises(Challenge) as raised:
         provider_for("slack").event_type({}, payload, source("slack"))
     assert raised.value.body == {"challenge": payload["challenge"]}
-
-
-class OneSource:
-    def __init__(self, configured: Source) -> None:
-        self.configured = configured
-
-    async def get(self, name: str) -> Source:
-        assert name == self.configured.name
-        return self.configured
-
-
-class NoWrites:
-    async def submit(self, item: object) -> str | None:
-        raise AssertionError("a handshake must not be queued as an event")
-
-
-def _request(path_source: str, headers: dict[str, str], body: bytes) -> Request:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"/hooks/{path_source}",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "path_params": {"source": path_source},
-    }
-    return Request(scope, receive)
-
-
-def _slack_headers(body: bytes, secret: str, ts: int) -> dict[str, str]:
-    signature = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": str(ts),
-        "X-Slack-Signature": f"v0={signature}",
-    }
-
-
-@pytest.mark.parametrize(("secret", "status"), [("s3cret", 200), ("forged", 401)])
-async def test_the_route_answers_a_verified_slack_handshake_only(
-    tmp_path: Path, secret: str, status: int
-) -> None:
-    settings = load_settings({"HOOKLINE_DATA_DIR": str(tmp_path)})
-    intake = Intake(settings, OneSource(source("slack")), NoWrites())  # type: ignore[arg-type]
-    body = orjson.dumps({"token": "t", "challenge": "abc123", "type": "url_verification"})
-    response = await intake(_request("src", _slack_headers(body, secret, int(time.time())), body))
-    assert response.status_code == status
-    if status == 200:
-        assert orjson.loads(response.body) == {"challenge": "abc123"}
-    else:
-        assert b"abc123" not in bytes(response.body)

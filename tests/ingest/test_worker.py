@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import anyio
 
 from ingest import envelope
+from ingest.dedup import Outcome
 from ingest.stream import StreamProducer, Submission
-from ingest.worker import Worker, WorkerConfig
+from ingest.worker import Worker, WorkerConfig, context_handler
 from memory import keys
 from memory.runtime import Runtime
 from memory.service import MemoryService
@@ -29,9 +30,9 @@ def _envelope(tenant: str, delivery: str, event_type: str = "push", payload: byt
     )
 
 
-async def _enqueue(rt: Runtime, producer: StreamProducer, tenant: str, data: bytes, key: str) -> str | None:
+async def _enqueue(rt: Runtime, producer: StreamProducer, tenant: str, data: bytes, key: str) -> Outcome:
     partition = keys.partition_of(tenant, "gh", rt.settings.partitions)
-    return await producer.submit(
+    result = await producer.submit(
         Submission(
             keys.dedup_window(partition, tenant, "gh", key),
             60,
@@ -40,6 +41,7 @@ async def _enqueue(rt: Runtime, producer: StreamProducer, tenant: str, data: byt
             data,
         )
     )
+    return result.outcome
 
 
 @asynccontextmanager
@@ -65,11 +67,15 @@ async def _pending(rt: Runtime) -> int:
 async def test_events_are_applied_once_and_acknowledged(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(service, rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
     async with running(worker, producer):
         for i in range(30):
-            assert await _enqueue(rt, producer, tenant, _envelope(tenant, f"d{i}"), f"gh:d{i}") is not None
-        assert await _enqueue(rt, producer, tenant, _envelope(tenant, "d0"), "gh:d0") is None  # duplicate
+            assert (
+                await _enqueue(rt, producer, tenant, _envelope(tenant, f"d{i}"), f"gh:d{i}") is Outcome.QUEUED
+            )
+        assert (
+            await _enqueue(rt, producer, tenant, _envelope(tenant, "d0"), "gh:d0") is Outcome.DUPLICATE_WINDOW
+        )
 
         async def all_applied() -> bool:
             return len(await service.recent_events(tenant, limit=100)) == 30
@@ -89,7 +95,7 @@ async def test_corrupt_and_unmappable_entries_are_dead_lettered_while_others_flo
 ) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(service, rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
     stream = keys.events_stream(keys.partition_of(tenant, "gh", rt.settings.partitions))
     async with running(worker, producer):
         await rt.redis.xadd(stream, {"e": b"\xff\x00 not protobuf"})
@@ -111,7 +117,7 @@ async def test_corrupt_and_unmappable_entries_are_dead_lettered_while_others_flo
 async def test_a_lost_group_is_recreated(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(service, rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
     async with running(worker, producer):
         await _enqueue(rt, producer, tenant, _envelope(tenant, "a"), "gh:a")
         await wait_until(lambda: _count(service, tenant, 1))
@@ -128,14 +134,20 @@ async def _count(service: MemoryService, tenant: str, n: int) -> bool:
 async def test_a_stalled_consumers_entries_are_reclaimed(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    stalled = Worker(service, rt.settings.partitions, CONFIG, "stalled")
+    stalled = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "stalled")
     await stalled._ensure_groups()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(producer.run, name="producer")
         await _enqueue(rt, producer, tenant, _envelope(tenant, "x"), "gh:x")
         tasks.cancel_scope.cancel()
     assert await stalled._read(">")  # read, never acknowledged: the consumer "died"
-    rescuer = Worker(service, rt.settings.partitions, WorkerConfig(block_ms=50, claim_idle_ms=1), "rescuer")
+    rescuer = Worker(
+        rt.redis,
+        context_handler(service),
+        rt.settings.partitions,
+        WorkerConfig(block_ms=50, claim_idle_ms=1),
+        "rescuer",
+    )
     async with running(rescuer, StreamProducer(rt.redis)):
         await wait_until(lambda: _count(service, tenant, 1))
         await wait_until(lambda: _is_zero(_pending(rt)))
