@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,12 +20,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import envelope
-from ingest.dedup import BloomConfig, Outcome
-from ingest.metrics import DEDUP_HITS, INTAKE_SECONDS, WEBHOOKS
+from ingest.dedup import BloomConfig
+from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest, VerificationError
 from ingest.ratelimit import RateLimiter, retry_after
-from ingest.stream import StreamProducer, Submission
+from ingest.stream import StreamProducer, Submission, admit
 from memory import keys
 from memory.errors import StoreUnavailable, UnknownSource
 from memory.ledger import Ledger
@@ -156,7 +156,7 @@ class Intake:
             bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
         )
         try:
-            duplicate = await self._submit(source, dedup_key, submission)
+            duplicate = await admit(self.producer, self.ledger, source.tenant, dedup_key, submission)
         except StoreUnavailable as exc:
             log.error("intake.unavailable", source=source.name, error=str(exc))
             return self._count(
@@ -164,21 +164,6 @@ class Intake:
             )
         status = 200 if duplicate else 202
         return self._count(source.name, JSONResponse({"id": dedup_key, "duplicate": duplicate}, status))
-
-    async def _submit(self, source: Source, dedup_key: str, submission: Submission) -> bool:
-        """Queue the event unless it is a duplicate; True for a duplicate."""
-        result = await self.producer.submit(submission)
-        if result.outcome is Outcome.MAYBE_SEEN:
-            # The Bloom filter only says "maybe": the ledger decides.
-            if await self.ledger.contains(source.tenant, dedup_key):
-                DEDUP_HITS.labels(layer="bloom_confirmed").inc()
-                return True
-            DEDUP_HITS.labels(layer="bloom_false_positive").inc()
-            result = await self.producer.submit(replace(submission, force=True))
-        if result.outcome is Outcome.DUPLICATE_WINDOW:
-            DEDUP_HITS.labels(layer="window").inc()
-            return True
-        return False
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes

@@ -7,15 +7,17 @@ sends everything waiting as one pipeline, so a burst of N requests costs one rou
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ResponseError
 
 from ingest.dedup import DEDUP_XADD, Outcome
+from ingest.metrics import DEDUP_HITS
 from memory import keys
 from memory.errors import StoreUnavailable
+from memory.ledger import Ledger
 
 log = structlog.get_logger(__name__)
 
@@ -112,3 +114,24 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
 
 def all_streams(partitions: int) -> list[str]:
     return [keys.events_stream(p) for p in range(partitions)]
+
+
+async def admit(
+    producer: StreamProducer, ledger: Ledger, tenant: str, dedup_key: str, item: Submission
+) -> bool:
+    """Queue the event unless it is a duplicate; True for a duplicate.
+
+    The window is exact. A Bloom hit only means "maybe seen": the ledger decides, and a false
+    positive is queued after all, so dedup never drops a unique event.
+    """
+    result = await producer.submit(item)
+    if result.outcome is Outcome.MAYBE_SEEN:
+        if await ledger.contains(tenant, dedup_key):
+            DEDUP_HITS.labels(layer="bloom_confirmed").inc()
+            return True
+        DEDUP_HITS.labels(layer="bloom_false_positive").inc()
+        result = await producer.submit(replace(item, force=True))
+    if result.outcome is Outcome.DUPLICATE_WINDOW:
+        DEDUP_HITS.labels(layer="window").inc()
+        return True
+    return False

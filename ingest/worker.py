@@ -102,9 +102,11 @@ class Worker:
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 await self._back_off(f"Redis: {exc}")
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: Redis lost the group (restart without persistence); UNBLOCKED: the stream
+                # was deleted under a blocking read. Either way: recreate, then carry on.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
-                log.warning("worker.nogroup", error=str(exc))  # Redis lost the group: recreate it
+                log.warning("worker.group_lost", error=str(exc))
                 await self._ensure_groups()
         log.info("worker.stop", group=self.config.group, consumer=self.name)
 

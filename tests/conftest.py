@@ -22,8 +22,10 @@ import redis as sync_redis
 from memory.embedded import EmbeddedPostgres, EmbeddedRedis
 from memory.runtime import Runtime, open_runtime, run_migrations
 from memory.settings import Settings, load_settings
+from tests.helpers import OWNER_KEY, flush_redis
 
 MACHINE_REDIS = os.environ.get("HOOKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+BENCH_DB = 14  # bench/ owns this one
 MACHINE_PG = os.environ.get("HOOKLINE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -43,15 +45,29 @@ def embedded_redis_url(tmp_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def machine_redis_url() -> str:
-    client = sync_redis.Redis.from_url(MACHINE_REDIS)
-    try:
-        client.ping()
-    except sync_redis.ConnectionError as exc:
-        pytest.fail(f"the machine's Redis at {MACHINE_REDIS} is not running: {exc}")
-    finally:
-        client.close()
-    return MACHINE_REDIS
+def machine_redis_url() -> Iterator[str]:
+    """A database index of the machine's Redis that no other test run is using.
+
+    Tests flush their database; two runs at once (a developer and CI, say) must not share one.
+    """
+    base = MACHINE_REDIS.rsplit("/", 1)[0]
+    first = int(MACHINE_REDIS.rsplit("/", 1)[1])
+    for index in [first, *range(1, 16)]:
+        if index == BENCH_DB:
+            continue
+        client = sync_redis.Redis.from_url(f"{base}/{index}")
+        try:
+            if client.set(OWNER_KEY, os.getpid(), nx=True, ex=6 * 3600):
+                client.flushdb()
+                client.set(OWNER_KEY, os.getpid(), ex=6 * 3600)
+                yield f"{base}/{index}"
+                client.delete(OWNER_KEY)
+                return
+        except sync_redis.ConnectionError as exc:
+            pytest.fail(f"the machine's Redis at {MACHINE_REDIS} is not running: {exc}")
+        finally:
+            client.close()
+    pytest.fail("every database of the machine's Redis is in use by another test run")
 
 
 @pytest.fixture(scope="session", params=["machine", "embedded"])
@@ -96,7 +112,7 @@ def make_settings(tmp_root: Path, redis_url: str, database_url: str, **extra: st
 
 
 async def _reset(rt: Runtime) -> None:
-    await rt.redis.flushdb()
+    await flush_redis(rt.redis)
     async with rt.db.connection() as conn:
         await conn.execute("TRUNCATE events, contexts, sources, api_tokens")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import socket
 import threading
 import time
@@ -23,6 +24,15 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], within: float = 1
     with anyio.fail_after(within):
         while not await condition():  # noqa: ASYNC110 - the condition lives in another process
             await anyio.sleep(0.02)
+
+
+OWNER_KEY = "hookline:test:owner"  # marks a machine-Redis database as taken by this test run
+
+
+async def flush_redis(redis: Any) -> None:
+    """Empty the test database but keep this run's claim on it."""
+    await redis.flushdb()
+    await redis.set(OWNER_KEY, os.getpid(), ex=6 * 3600)
 
 
 def free_port() -> int:

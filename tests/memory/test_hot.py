@@ -9,6 +9,7 @@ from memory.ids import context_id, head_key
 from memory.models import ContextEvent
 from memory.runtime import Runtime
 from memory.tiers.hot import HotTier, HotWrite
+from tests.helpers import flush_redis
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -41,7 +42,7 @@ async def test_every_order_gives_the_same_context(rt: Runtime, tenant: str) -> N
     ]
     seen = set()
     for order in itertools.permutations(writes):
-        await rt.redis.flushdb()
+        await flush_redis(rt.redis)
         for write in order:
             await hot.apply([write], T0)
         ctx = await hot.read(tenant, writes[0].context_id)

@@ -11,7 +11,7 @@ from memory.errors import InvalidArgument, NotFound
 from memory.runtime import Runtime
 from memory.service import MemoryService
 from tests.fixtures.github_examples import load_fixture
-from tests.helpers import make_event
+from tests.helpers import flush_redis, make_event
 
 
 def _pr_events(tenant: str) -> list:
@@ -92,7 +92,7 @@ async def test_cold_read_falls_back_to_the_index_when_redis_lost_the_context(
     service = MemoryService(rt)
     await service.apply_events(_pr_events(tenant))
     ctx_id = (await service.search_context(tenant, "", limit=1))[0].context.id
-    await rt.redis.flushdb()
+    await flush_redis(rt.redis)
     ctx = await service.get_context(tenant, ctx_id)
     assert ctx.head.id == ctx_id and len(ctx.events) == 2
 
