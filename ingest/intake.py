@@ -31,7 +31,7 @@ from memory.errors import StoreUnavailable, UnknownSource
 from memory.ledger import Ledger
 from memory.models import Source
 from memory.settings import Settings
-from memory.sources import SourceStore
+from memory.sources import NAME_PATTERN, SourceStore
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +75,8 @@ class Intake:
         return response
 
     async def _handle(self, request: Request, name: str) -> Response:
+        if not NAME_PATTERN.match(name):  # never let a hostile name reach a query
+            return self._count("_invalid", error(404, "unknown_source", "no webhook source by that name"))
         try:
             source = await self.sources.get(name)
         except UnknownSource:
@@ -182,7 +184,7 @@ class Intake:
     @staticmethod
     def _count(source: str, response: Response) -> Response:
         # Unknown source names are attacker-controlled: never let them become label values.
-        label = source if response.status_code != 404 else "_unknown"
+        label = source if response.status_code != 404 else "_unknown"  # also "_invalid" names
         WEBHOOKS.labels(source=label, outcome=str(response.status_code)).inc()
         return response
 

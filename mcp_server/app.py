@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import envelope
 from ingest.dedup import refresh_bloom_gauges
-from ingest.intake import Intake, error
+from ingest.intake import Intake, Redactor, error, no_redaction
 from ingest.stream import StreamProducer
 from ingest.worker import Worker, WorkerConfig, audit_handler, consumer_name, context_handler
 from mcp_server.auth import BearerAuth
@@ -70,7 +70,9 @@ class _McpEndpoint:
         await self.state.mcp_http(scope, receive, send)
 
 
-def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1) -> Starlette:
+def create_app(
+    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor = no_redaction
+) -> Starlette:
     state = AppState()
 
     @asynccontextmanager
@@ -81,7 +83,7 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
             producer = StreamProducer(rt.redis)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
-            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger)
+            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger, redact=redact)
             mcp = build_mcp(service, settings.tenant)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None

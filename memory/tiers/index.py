@@ -96,7 +96,7 @@ def _context_rows(writes: Sequence[IndexWrite]) -> list[dict[str, Any]]:
                 "created_at": min(w.occurred_at, row["created_at"]) if row else w.occurred_at,
                 "updated_at": max(w.occurred_at, row["updated_at"]) if row else w.occurred_at,
             }  # fmt: skip
-            rows[key] = merged
+            rows[key] = {name: _clean(value) for name, value in merged.items()}
         else:
             row["importance"] = max(row["importance"], w.importance)
             row["created_at"] = min(row["created_at"], w.occurred_at)
@@ -120,7 +120,16 @@ async def upsert(conn: AsyncConnection[Any], writes: Sequence[IndexWrite]) -> No
 
 
 def _as_dict(write: IndexWrite) -> dict[str, Any]:
-    return {name: getattr(write, name) for name in IndexWrite.__slots__}
+    return {name: _clean(getattr(write, name)) for name in IndexWrite.__slots__}
+
+
+def _clean(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL, which JSON strings may carry as an escape."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value
 
 
 def _summary(row: dict[str, Any]) -> ContextSummary:

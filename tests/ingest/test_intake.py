@@ -13,8 +13,10 @@ import httpx2
 import orjson
 import pytest
 
+from ingest.envelope import decode_envelope
 from memory import keys
 from memory.embedded import EmbeddedRedis
+from memory.models import Source
 from memory.runtime import Runtime
 from memory.sources import SourceStore
 from tests.conftest import make_settings
@@ -195,3 +197,25 @@ async def test_a_flood_from_one_source_is_rate_limited_with_retry_after(
     assert statuses[:2] == [202, 202] and 429 in statuses[2:]
     body, headers = _signed()
     assert (await client.post("/hooks/gh", content=body, headers=headers)).status_code == 202  # others flow
+
+
+async def test_the_redaction_hook_runs_before_anything_is_stored(tmp_root: Path, machine_rt: Runtime) -> None:
+    await SourceStore(machine_rt.db).add("gh", "github", [SECRET], "default")
+    seen: list[str] = []
+
+    def redact(source: Source, event_type: str, body: bytes) -> bytes:
+        seen.append(f"{source.name}/{event_type}")
+        return body.replace(b"alice@example.com", b"[email]")
+
+    settings = make_settings(tmp_root, machine_rt.redis_url, machine_rt.database_url)
+    with serve_app(settings, roles=("api",), redact=redact) as url:
+        async with httpx2.AsyncClient(base_url=url) as client:
+            body = orjson.dumps({"pusher": {"email": "alice@example.com"}, "ref": "refs/heads/main"})
+            headers = github_headers(body, SECRET, "push", "pii-1")
+            assert (await client.post("/hooks/gh", content=body, headers=headers)).status_code == 202
+    assert seen == ["gh/push"]
+    entries = []
+    for p in range(machine_rt.settings.partitions):
+        entries += await machine_rt.redis.xrange(keys.events_stream(p))
+    stored = decode_envelope(entries[0][1][b"e"]).payload
+    assert b"alice@example.com" not in stored and b"[email]" in stored

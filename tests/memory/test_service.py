@@ -134,3 +134,12 @@ async def test_unmappable_events_are_rejected_not_applied(rt: Runtime, tenant: s
     assert [r.event.id for r in rejected] == ["gh:bad"]
     hits = await service.search_context(tenant, "", limit=10)
     assert len(hits) == 1 and hits[0].context.event_count == 1
+
+
+async def test_nul_characters_in_payload_text_are_stored_safely(rt: Runtime, tenant: str) -> None:
+    service = MemoryService(rt)
+    payload = load_fixture("issues_opened")
+    payload["issue"]["title"] = "bad\x00title"
+    assert await service.apply_events([make_event(tenant, "issues", payload, "gh:nul")]) == []
+    hits = await service.search_context(tenant, "title", limit=5)
+    assert len(hits) == 1 and "\x00" not in hits[0].context.title
