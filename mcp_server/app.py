@@ -20,16 +20,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import envelope
 from ingest.dedup import refresh_bloom_gauges
-from ingest.intake import Intake, Redactor, error, no_redaction
+from ingest.intake import Intake, error
 from ingest.stream import StreamProducer
 from ingest.worker import Worker, WorkerConfig, audit_handler, consumer_name, context_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
+from mcp_server.websocket import McpWebSocket
 from memory.errors import StoreUnavailable
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP
 from memory.ledger import Ledger
@@ -52,6 +53,7 @@ class AppState:
     runtime: Runtime | None = None
     intake: Intake | None = None
     mcp_http: ASGIApp | None = None
+    mcp_ws: ASGIApp | None = None
     workers: list[Worker] = field(default_factory=list)
 
 
@@ -70,9 +72,22 @@ class _McpEndpoint:
         await self.state.mcp_http(scope, receive, send)
 
 
-def create_app(
-    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor = no_redaction
-) -> Starlette:
+class _McpWebSocketEndpoint:
+    """Routes /ws to the WebSocket transport, which exists only once the lifespan has run."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.state.mcp_ws is None:  # a denial response: the handshake gets HTTP 503
+            await JSONResponse({"error": "starting", "detail": "server is starting"}, 503)(
+                scope, receive, send
+            )
+            return
+        await self.state.mcp_ws(scope, receive, send)
+
+
+def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1) -> Starlette:
     state = AppState()
 
     @asynccontextmanager
@@ -83,11 +98,14 @@ def create_app(
             producer = StreamProducer(rt.redis)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
-            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger, redact=redact)
+            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger)
             mcp = build_mcp(service, settings.tenant)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
             state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)
+            state.mcp_ws = McpWebSocket(
+                mcp, tokens, settings.tenant, security=mcp.session_manager.security_settings
+            )
             config = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
             if "worker" in roles:
                 handlers = {CONTEXT_GROUP: context_handler(service), AUDIT_GROUP: audit_handler(ledger)}
@@ -115,7 +133,7 @@ def create_app(
                         for finished in done:
                             await finished.wait()
                     tasks.cancel_scope.cancel()
-            state.runtime = state.intake = state.mcp_http = None
+            state.runtime = state.intake = state.mcp_http = state.mcp_ws = None
 
     async def hooks(request: Request) -> Response:
         if state.intake is None:
@@ -135,11 +153,15 @@ def create_app(
             await refresh_bloom_gauges(state.runtime.redis, state.intake.bloom, settings.partitions)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
     routes.append(Route("/metrics", metrics, methods=["GET"]))
     if "api" in roles:
         routes.append(Route("/hooks/{source}", hooks, methods=["POST"]))
         routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
+        routes.append(WebSocketRoute("/ws", _McpWebSocketEndpoint(state)))
     return Starlette(routes=routes, lifespan=lifespan)
 
 
