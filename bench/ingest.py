@@ -200,7 +200,7 @@ def run_wrk(name: str, port: int, work: Path, args: argparse.Namespace, profile:
     load = f"-t{args.threads} -c{args.connections} -d{args.seconds}s --timeout 10s --latency".split()
     url, lua_args = f"http://127.0.0.1:{port}/hooks/{SOURCE}", [str(work / "requests.txt"), str(args.threads)]
     command = ["wrk", *load, "-s", str(work / "deliveries.lua"), url, "--", *lua_args]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # errors: on stderr
     if spy is not None:
         spy.wait()
     line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON "))
@@ -239,7 +239,8 @@ def bench_hookline(work: Path, args: argparse.Namespace, secret: str) -> tuple[R
     if args.redis_url == DEFAULT_REDIS:
         client.flushdb()
     add = [str(BIN / "hookline"), "source", "add", SOURCE, "--provider", "github", "--secret", secret]
-    subprocess.run(add, env=env, check=True, capture_output=True)
+    quiet = {"HOOKLINE_LOG_LEVEL": "warning", "PYTHONWARNINGS": "ignore"}  # failures still reach stderr
+    subprocess.run(add, env=env | quiet, check=True, stdout=subprocess.DEVNULL)
     port = args.port or free_port()
     argv = [str(BIN / "hookline"), "serve", "--port", str(port), "--roles", "api"]
     with running("hookline", argv, env, port, work / "hookline.log") as pid:
@@ -256,9 +257,8 @@ def bench_hookline(work: Path, args: argparse.Namespace, secret: str) -> tuple[R
 
 
 def report(args: argparse.Namespace, bare: Result, hook: Result, check: Check, body_kb: float) -> bool:
-    machine = f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f})"
     load = f"wrk {args.threads} thread(s) x {args.connections} connections, {args.seconds} s per server"
-    print(f"\n{machine}; {load}; signed GitHub deliveries of {body_kb:.1f} KB on average")
+    print(f"\n{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {load}; deliveries of {body_kb:.1f} KB")
     print("hookline runs `serve --roles api`: its workers are off, so they don't compete for the CPU\n")
     print(f"{'server':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>9}")
     for r in (bare, hook):

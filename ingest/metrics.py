@@ -30,3 +30,12 @@ BLOOM_FPR = Gauge(
     "Estimated Bloom false-positive rate (fill^k)",
     ["partition"],
 )
+BREAKER_OPEN = Gauge("hookline_breaker_open", "1 while a source's circuit breaker is open", ["source"])
+RETRIES_SCHEDULED = Counter("hookline_retries_scheduled_total", "Events scheduled for a retry", ["group"])
+GROUP_LAG = Gauge("hookline_group_lag", "Entries not yet delivered to a consumer group", ["group"])
+GROUP_PENDING = Gauge("hookline_group_pending", "Entries delivered but not acknowledged", ["group"])
+DLQ_SIZE = Gauge("hookline_dlq_size", "Entries in the dead-letter stream")
+ALERTS = Counter("hookline_alerts_total", "Alert conditions raised", ["kind"])
+STREAM_TRIMMED = Counter(
+    "hookline_stream_trimmed_total", "Entries trimmed after every group acknowledged them"
+)

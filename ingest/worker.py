@@ -1,32 +1,44 @@
 """Consumer-group workers: read the event streams, hand each batch to the group's handler, ack.
 
-Each loop first reclaims entries other consumers left stalled (XAUTOCLAIM), then re-reads its own
-unacknowledged entries after a failure, then reads new ones. An entry is acknowledged only after
-its group's handler returned, i.e. after its effect is durable: for group ``context`` both the hot
-tier and PostgreSQL have it; for group ``audit`` the ledger row is committed. Entries that can never
-be handled go to the dead-letter stream with their error.
+Each turn of the loop: retries that are due, then entries other consumers left stalled
+(XAUTOCLAIM), then — after a start or a failure — this consumer's own pending entries, then new ones.
+An entry is acknowledged only once its effect is durable: its group's handler returned (for
+``context`` the hot tier has it, for ``index`` PostgreSQL, for ``audit`` the ledger), or it was
+written into the retry ZSET, or into the dead-letter stream.
+
+Failures:
+- a store is down (``StoreUnavailable``): nothing is acknowledged, the batch is re-read after a
+  backoff with full jitter; no attempt is used up;
+- an event fails on its own (its handler raised): the batch is retried one event at a time to
+  isolate it; the failing event is scheduled in the retry ZSET (exponential backoff, full jitter,
+  per source) and dead-lettered after its source's ``max_attempts``, with its error and count;
+- an event can never succeed (undecodable envelope, unmappable payload): dead-lettered at once;
+- a source's circuit breaker is open: its events are rescheduled without using up an attempt.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import anyio
+import psycopg
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ResponseError
 
+from ingest import consumers
+from ingest.breaker import Breakers
 from ingest.envelope import decode_envelope, to_event
-from ingest.metrics import APPLIED, BATCH_FAILURES, DEAD_LETTERED
+from ingest.metrics import APPLIED, BATCH_FAILURES, DEAD_LETTERED, RETRIES_SCHEDULED
+from ingest.retry import RetryPolicies, RetryQueue, member, split
 from ingest.stream import all_streams, ensure_group
 from memory import keys
-from memory.errors import CorruptEnvelope, StoreUnavailable
+from memory.errors import CorruptEnvelope, HooklineError, StoreUnavailable
 from memory.ledger import Ledger
 from memory.models import Event
 from memory.service import MemoryService, Rejected
@@ -45,7 +57,11 @@ class Handler(Protocol):
 
 
 def context_handler(service: MemoryService) -> Handler:
-    return service.apply_events
+    return service.apply_hot
+
+
+def index_handler(service: MemoryService) -> Handler:
+    return service.index_events
 
 
 def audit_handler(ledger: Ledger) -> Handler:
@@ -61,23 +77,35 @@ class WorkerConfig:
     group: str = keys.CONTEXT_GROUP
     batch_size: int = 100
     block_ms: int = 1000
-    claim_idle_ms: int = 60_000  # above the worst-case time to apply one batch
+    claim_idle_ms: int = 60_000  # above the worst-case batch time; long batches renew their lease
     max_backoff_s: float = 30.0
+    retries: RetryPolicies = field(default_factory=RetryPolicies)
 
 
-def consumer_name(index: int) -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{index}"
+@dataclass(frozen=True, slots=True)
+class _Item:
+    entry: Entry
+    event: Event
+
+    @property
+    def key(self) -> str:
+        return member(self.entry[0], self.entry[1])
+
+
+_Failure = tuple[_Item, BaseException]
 
 
 class Worker:
     def __init__(
         self, redis: aioredis.Redis, handler: Handler, partitions: int, config: WorkerConfig, name: str
     ) -> None:
-        self.handler = handler
         self.redis = redis
+        self.handler = handler
         self.streams = all_streams(partitions)
         self.config = config
         self.name = name
+        self.retries = RetryQueue(redis, config.group)
+        self.breakers = Breakers()
         self._stopping = False
         self._stop_requested = anyio.Event()
         self._own_pending = True  # after a start or a failure, our own unacked entries come first
@@ -93,9 +121,7 @@ class Worker:
         log.info("worker.start", group=self.config.group, consumer=self.name)
         while not self._stopping:
             try:
-                entries = await self._next_batch()
-                if entries:
-                    await self._process(entries)
+                await self._turn()
                 self._failures = 0
             except StoreUnavailable as exc:
                 await self._back_off(str(exc))
@@ -110,29 +136,57 @@ class Worker:
                 await self._ensure_groups()
         log.info("worker.stop", group=self.config.group, consumer=self.name)
 
+    async def _turn(self) -> None:
+        await self._heartbeat()
+        due = await self._due_retries()
+        if due:
+            await self._process(due, retrying=True)
+            return
+        entries = await self._reclaim()
+        if not entries and self._own_pending:
+            entries = await self._read("0")
+            self._own_pending = bool(entries)
+        if not entries:
+            entries = await self._read(">", block=self.config.block_ms)
+        if entries:
+            await self._process(entries, retrying=False)
+
     async def _ensure_groups(self) -> None:
         for stream in self.streams:
             await ensure_group(self.redis, stream, self.config.group)
+
+    async def _heartbeat(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.consumer_heartbeat(self.config.group, self.name), str(int(time.time())), ex=120)
+            await pipe.execute()
+        await consumers.renew(self.redis, self.config.group, self.name)
 
     async def _back_off(self, reason: str) -> None:
         self._failures += 1
         self._own_pending = True
         BATCH_FAILURES.labels(group=self.config.group).inc()
         delay = random.uniform(0, min(self.config.max_backoff_s, 0.1 * 2**self._failures))
-        log.warning("worker.backoff", reason=reason, failures=self._failures, delay_s=round(delay, 3))
+        level = log.error if self._failures >= 5 else log.warning  # repeated failures are an alert
+        level("worker.backoff", group=self.config.group, reason=reason, failures=self._failures)
         with anyio.move_on_after(delay):
             await self._stop_requested.wait()
 
-    async def _next_batch(self) -> list[Entry]:
-        entries = await self._reclaim()
-        if entries:
-            return entries
-        if self._own_pending:
-            entries = await self._read("0")
-            if entries:
-                return entries
-            self._own_pending = False
-        return await self._read(">", block=self.config.block_ms)
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _due_retries(self) -> list[Entry]:
+        now_ms = int(time.time() * 1000)
+        leased = await self.retries.lease_due(now_ms, self.config.claim_idle_ms, self.config.batch_size)
+        found: list[Entry] = []
+        for value in leased:
+            stream, entry_id = split(value)
+            rows = cast(
+                list[tuple[bytes, dict[bytes, bytes]]], await self.redis.xrange(stream, entry_id, entry_id)
+            )
+            if rows:
+                found.append((stream, entry_id, rows[0][1]))
+            else:  # trimmed or deleted (forget): nothing left to retry
+                await self.retries.done([value])
+        return found
 
     async def _reclaim(self) -> list[Entry]:
         found: list[Entry] = []
@@ -162,27 +216,88 @@ class Worker:
             found += [(name, _id(entry_id), fields) for entry_id, fields in messages if fields]
         return found
 
-    async def _process(self, entries: Sequence[Entry]) -> None:
-        decoded: list[tuple[Entry, Event]] = []
-        dead: list[tuple[Entry, str]] = []
+    # -- processing ------------------------------------------------------------------------
+
+    async def _process(self, entries: Sequence[Entry], retrying: bool) -> None:
+        items: list[_Item] = []
+        dead: list[tuple[Entry, str, int]] = []
+        paused: list[_Item] = []
         for entry in entries:
             try:
-                decoded.append((entry, to_event(decode_envelope(entry[2].get(b"e", b"")), entry[1])))
+                event = to_event(decode_envelope(entry[2].get(b"e", b"")), entry[1])
             except CorruptEnvelope as exc:
-                dead.append((entry, str(exc)))
-        rejected = await self.handler([event for _, event in decoded])
-        reasons = {id(r.event): r.reason for r in rejected}
-        dead += [(entry, reasons[id(event)]) for entry, event in decoded if id(event) in reasons]
+                dead.append((entry, str(exc), 0))
+                continue
+            item = _Item(entry, event)
+            (items if self.breakers[event.source].allow() else paused).append(item)
+        async with self._lease_renewal([item.entry for item in items]):
+            rejected, failed = await self._apply(items)
+        for item, reason in rejected:
+            dead.append((item.entry, reason, 0))
+        for item, cause in failed:
+            await self._failed(item, cause, dead)
+        for item in paused:  # breaker open: wait without using up an attempt
+            await self._schedule(item, self.breakers[item.event.source].cooldown_s * 1000)
         await self._dead_letter(dead)
+        failed_ids = {id(item) for item, _ in failed}
+        done = [item.key for item in items if id(item) not in failed_ids]
         await self._ack(entries)
-        APPLIED.labels(group=self.config.group).inc(len(decoded) - len(rejected))
+        if retrying:
+            await self.retries.done(done + [member(e[0], e[1]) for e, _, _ in dead])
+        APPLIED.labels(group=self.config.group).inc(len(items) - len(rejected) - len(failed))
 
-    async def _dead_letter(self, dead: Sequence[tuple[Entry, str]]) -> None:
+    async def _apply(
+        self, items: list[_Item]
+    ) -> tuple[list[tuple[_Item, str]], list[tuple[_Item, BaseException]]]:
+        """Apply the batch; if it fails for reasons of its own, one item at a time to isolate them."""
+        if not items:
+            return [], []
+        try:
+            rejected = self._rejections(items, await self.handler([item.event for item in items]))
+        except StoreUnavailable:
+            raise
+        except (HooklineError, psycopg.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
+            if len(items) == 1:
+                self.breakers[items[0].event.source].record(False)
+                return [], [(items[0], exc)]
+        else:
+            for item in items:
+                self.breakers[item.event.source].record(True)
+            return rejected, []
+        isolated: list[tuple[_Item, str]] = []
+        failed: list[_Failure] = []
+        for item in items:
+            more_rejected, more_failed = await self._apply([item])
+            isolated += more_rejected
+            failed += more_failed
+        return isolated, failed
+
+    @staticmethod
+    def _rejections(items: list[_Item], rejected: Sequence[Rejected]) -> list[tuple[_Item, str]]:
+        by_event = {id(r.event): r.reason for r in rejected}
+        return [(item, by_event[id(item.event)]) for item in items if id(item.event) in by_event]
+
+    async def _failed(self, item: _Item, cause: BaseException, dead: list[tuple[Entry, str, int]]) -> None:
+        attempts = await self.retries.failed(item.key)
+        policy = self.config.retries.for_source(item.event.source)
+        log.warning("worker.event_failed", group=self.config.group, event=item.event.id, attempts=attempts,
+                    error=f"{type(cause).__name__}: {cause}")  # fmt: skip
+        if attempts >= policy.max_attempts:
+            dead.append((item.entry, f"{type(cause).__name__}: {cause}", attempts))
+        else:
+            await self._schedule(item, policy.delay(attempts) * 1000)
+
+    async def _schedule(self, item: _Item, delay_ms: float) -> None:
+        await self.retries.schedule(item.key, int(time.time() * 1000 + delay_ms))
+        RETRIES_SCHEDULED.labels(group=self.config.group).inc()
+
+    async def _dead_letter(self, dead: Sequence[tuple[Entry, str, int]]) -> None:
         if not dead:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for (stream, entry_id, fields), reason in dead:
-                log.error("worker.dead_letter", stream=stream, entry=entry_id, reason=reason)
+            for (stream, entry_id, fields), reason, attempts in dead:
+                log.error("worker.dead_letter", group=self.config.group, stream=stream, entry=entry_id,
+                          reason=reason, attempts=attempts)  # fmt: skip
                 pipe.xadd(
                     keys.dead_letters(),
                     {
@@ -190,6 +305,7 @@ class Worker:
                         "entry": entry_id,
                         "group": self.config.group,
                         "error": reason[:2000],
+                        "attempts": str(attempts),
                         "at_ms": str(int(time.time() * 1000)),
                         "e": fields.get(b"e", b""),
                     },
@@ -204,8 +320,30 @@ class Worker:
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.config.group, *ids)
-            pipe.set(keys.consumer_heartbeat(self.config.group, self.name), str(int(time.time())), ex=120)
             await pipe.execute()
+
+    @asynccontextmanager
+    async def _lease_renewal(self, entries: Sequence[Entry]) -> AsyncIterator[None]:
+        """While a batch is applied, re-claim its entries every third of the idle time, so that
+        XAUTOCLAIM elsewhere never takes work that is merely slow."""
+        if not entries:
+            yield
+            return
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._renew, entries, name=f"lease-renewal:{self.config.group}:{self.name}")
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+
+    async def _renew(self, entries: Sequence[Entry]) -> None:
+        by_stream: dict[str, list[int | bytes | str | memoryview[int]]] = {}
+        for stream, entry_id, _ in entries:
+            by_stream.setdefault(stream, []).append(entry_id)
+        while True:
+            await anyio.sleep(self.config.claim_idle_ms / 3000)
+            for stream, ids in by_stream.items():
+                await self.redis.xclaim(stream, self.config.group, self.name, 0, ids, justid=True)
 
 
 def _id(entry_id: bytes | str) -> str:

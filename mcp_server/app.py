@@ -23,16 +23,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import envelope
+from ingest import consumers, envelope
 from ingest.dedup import refresh_bloom_gauges
-from ingest.intake import Intake, error
-from ingest.stream import StreamProducer
-from ingest.worker import Worker, WorkerConfig, audit_handler, consumer_name, context_handler
+from ingest.intake import Intake, Redactor, error, no_redaction
+from ingest.maintenance import run_maintenance
+from ingest.stream import StreamProducer, all_streams
+from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
 from mcp_server.websocket import McpWebSocket
 from memory.errors import StoreUnavailable
-from memory.keys import AUDIT_GROUP, CONTEXT_GROUP
+from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
 from memory.ledger import Ledger
 from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
@@ -87,7 +88,9 @@ class _McpWebSocketEndpoint:
         await self.state.mcp_ws(scope, receive, send)
 
 
-def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1) -> Starlette:
+def create_app(
+    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor = no_redaction
+) -> Starlette:
     state = AppState()
 
     @asynccontextmanager
@@ -98,7 +101,7 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
             producer = StreamProducer(rt.redis)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
-            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger)
+            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger, redact=redact)
             mcp = build_mcp(service, settings.tenant)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
@@ -106,19 +109,17 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
             state.mcp_ws = McpWebSocket(
                 mcp, tokens, settings.tenant, security=mcp.session_manager.security_settings
             )
-            config = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
             if "worker" in roles:
-                handlers = {CONTEXT_GROUP: context_handler(service), AUDIT_GROUP: audit_handler(ledger)}
-                state.workers = [
-                    Worker(
-                        rt.redis, handler, settings.partitions, replace(config, group=group), consumer_name(i)
-                    )
-                    for group, handler in handlers.items()
-                    for i in range(workers)
-                ]
+                state.workers = await _workers(rt, service, ledger, workers)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
                 done = [anyio.Event() for _ in state.workers]
+                if "worker" in roles:
+                    streams = all_streams(settings.partitions)
+                    tasks.start_soon(
+                        run_maintenance, rt.redis, streams, settings.stream_retention_s, settings.lag_alert,
+                        name="stream-maintenance",
+                    )  # fmt: skip
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_worker, worker, finished, name=name)
@@ -133,6 +134,8 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
                         for finished in done:
                             await finished.wait()
                     tasks.cancel_scope.cancel()
+                    for worker in state.workers:
+                        await consumers.release(rt.redis, worker.config.group, worker.name)
             state.runtime = state.intake = state.mcp_http = state.mcp_ws = None
 
     async def hooks(request: Request) -> Response:
@@ -163,6 +166,25 @@ def create_app(settings: Settings, roles: Sequence[str] = ROLES, workers: int = 
         routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
         routes.append(WebSocketRoute("/ws", _McpWebSocketEndpoint(state)))
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_group: int) -> list[Worker]:
+    """``per_group`` consumers for each group, each under a stable, leased consumer name."""
+    settings = rt.settings
+    handlers = {
+        CONTEXT_GROUP: context_handler(service),
+        INDEX_GROUP: index_handler(service),
+        AUDIT_GROUP: audit_handler(ledger),
+    }
+    base = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
+    workers: list[Worker] = []
+    for group, handler in handlers.items():
+        taken: set[str] = set()
+        for _ in range(per_group):
+            name = await consumers.acquire_name(rt.redis, group, settings.worker_id, taken)
+            taken.add(name)
+            workers.append(Worker(rt.redis, handler, settings.partitions, replace(base, group=group), name))
+    return workers
 
 
 async def _run_worker(worker: Worker, finished: anyio.Event) -> None:

@@ -1,11 +1,11 @@
-"""The ``hookline`` command: serve, stdio, source, token, status."""
+"""The ``hookline`` command: serve, stdio, source, token, and the operator commands of cli_ops."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 import ingest.providers
+from mcp_server.cli_ops import OPS_COMMANDS, Command
+from mcp_server.cli_ops import add_parsers as add_ops_parsers
 from mcp_server.logs import configure_logging
 from memory.errors import ConfigError, HooklineError
 from memory.runtime import Runtime, open_runtime
 from memory.settings import Settings, load_settings, validate
 from memory.sources import SourceStore
-from memory.status import pipeline_status
 from memory.tokens import TokenStore
 
 PROVIDERS = tuple(sorted(ingest.providers.PROVIDERS))
@@ -62,8 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
 
-    status = commands.add_parser("status", help="streams, groups, dead letters, tiers")
-    status.add_argument("--json", action="store_true")
+    add_ops_parsers(commands)
     return parser
 
 
@@ -112,9 +112,6 @@ async def _stdio(settings: Settings) -> int:
     async with open_runtime(settings) as rt:
         await build_mcp(MemoryService(rt), settings.tenant).run_stdio_async()
     return 0
-
-
-Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
 
 
 async def _with_runtime(settings: Settings, command: Command, args: argparse.Namespace) -> int:
@@ -174,32 +171,11 @@ async def _token_revoke(rt: Runtime, args: argparse.Namespace) -> int:
     return 0 if await TokenStore(rt.db).revoke(args.token) else 1
 
 
-async def _status(rt: Runtime, args: argparse.Namespace) -> int:
-    status = await pipeline_status(rt)
-    if args.json:
-        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    console = Console()
-    groups = Table("group", "lag", "pending", title="consumer groups")
-    for name, group in status["groups"].items():
-        groups.add_row(name, str(group["lag"]), str(group["pending"]))
-    console.print(groups)
-    tiers = Table("tier", "contexts", "bytes", title="tiers")
-    for name, tier in status["tiers"].items():
-        tiers.add_row(name, str(tier["contexts"]), str(tier["bytes"]))
-    console.print(tiers)
-    events = status["events"]
-    console.print(
-        f"events accepted {events['accepted']}, applied {events['applied']}; dead letters {status['dlq']}"
-    )
-    return 0
-
-
 _COMMANDS: dict[tuple[str, str | None], Command] = {
     ("source", "add"): _source_add,
     ("source", "list"): _source_list,
     ("source", "remove"): _source_remove,
     ("token", "create"): _token_create,
     ("token", "revoke"): _token_revoke,
-    ("status", None): _status,
+    **OPS_COMMANDS,
 }

@@ -13,8 +13,9 @@ import hashlib
 ROOT = "hl"
 
 CONTEXT_GROUP = "context"
+INDEX_GROUP = "index"
 AUDIT_GROUP = "audit"
-GROUPS = (CONTEXT_GROUP, AUDIT_GROUP)
+GROUPS = (CONTEXT_GROUP, INDEX_GROUP, AUDIT_GROUP)
 
 
 def partition_of(tenant: str, source: str, partitions: int) -> int:
@@ -68,3 +69,18 @@ def dead_letters() -> str:
 def bloom(partition: int, generation: int) -> str:
     """Bitmap: the long-term dedup Bloom filter of one partition and generation."""
     return f"{ROOT}:{{p{partition}}}:bloom:{generation}"
+
+
+def retries(group: str) -> str:
+    """ZSET: "<stream>|<entry id>" scored by the time (ms) its next attempt is due."""
+    return f"{ROOT}:{{g:{group}}}:retry"
+
+
+def attempts(group: str) -> str:
+    """Hash: "<stream>|<entry id>" → failed attempts so far."""
+    return f"{ROOT}:{{g:{group}}}:attempts"
+
+
+def consumer_slot(group: str, consumer: str) -> str:
+    """String (pid, with a TTL): the live process that holds this stable consumer name."""
+    return f"{ROOT}:slot:{group}:{consumer}"

@@ -62,14 +62,37 @@ class MemoryService:
     # -- writes (workers only) -------------------------------------------------------------
 
     async def apply_events(self, events: Sequence[Event], now: datetime | None = None) -> list[Rejected]:
-        """Apply a batch: hot tier first, then the PostgreSQL index; both idempotent.
+        """Both writes, hot tier then index (the workers split them between two groups)."""
+        rejected = await self.apply_hot(events, now)
+        await self.index_events(events)
+        return rejected
 
-        Returns the events that cannot be mapped. Raises StoreUnavailable when a store is down, in
+    async def apply_hot(self, events: Sequence[Event], now: datetime | None = None) -> list[Rejected]:
+        """Group ``context``: fold the events into their hot-tier contexts, then announce them.
+
+        Returns the events that cannot be mapped. Raises StoreUnavailable when Redis is down, in
         which case nothing may be acknowledged and the whole batch is retried later.
         """
-        now = now or datetime.now(UTC)
-        hot_writes: list[HotWrite] = []
-        index_writes: list[index.IndexWrite] = []
+        plans, rejected = self._plans(events)
+        writes = [hot for hot, _ in plans]
+        try:
+            await self.hot.apply(writes, now or datetime.now(UTC))
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"hot tier write failed: {exc}") from exc
+        await self._announce(writes)
+        return rejected
+
+    async def index_events(self, events: Sequence[Event]) -> list[Rejected]:
+        """Group ``index``: the events ledger rows and one upsert per context, in one transaction."""
+        plans, rejected = self._plans(events)
+        async with self._conn() as conn:
+            await index.upsert(conn, [row for _, row in plans])
+        return rejected
+
+    def _plans(
+        self, events: Sequence[Event]
+    ) -> tuple[list[tuple[HotWrite, index.IndexWrite]], list[Rejected]]:
+        plans: list[tuple[HotWrite, index.IndexWrite]] = []
         rejected: list[Rejected] = []
         for event in events:
             try:
@@ -77,17 +100,8 @@ class MemoryService:
             except MappingError as exc:
                 rejected.append(Rejected(event, str(exc)))
                 continue
-            hot_write, index_write = self._plan(event, mapped)
-            hot_writes.append(hot_write)
-            index_writes.append(index_write)
-        try:
-            await self.hot.apply(hot_writes, now)
-        except aioredis.RedisError as exc:
-            raise StoreUnavailable(f"hot tier write failed: {exc}") from exc
-        async with self._conn() as conn:
-            await index.upsert(conn, index_writes)
-        await self._announce(hot_writes)
-        return rejected
+            plans.append(self._plan(event, mapped))
+        return plans, rejected
 
     def _plan(self, event: Event, mapped: MappedEvent) -> tuple[HotWrite, index.IndexWrite]:
         ctx_id = context_id(event.tenant, mapped.subject)
@@ -140,7 +154,7 @@ class MemoryService:
             async with self.rt.redis.pipeline(transaction=False) as pipe:
                 for tenant, ctx_id in sorted(changed):
                     pipe.publish(keys.context_updates(tenant), ctx_id)
-                pipe.incrby(keys.counter("applied"), len(writes))
+                pipe.incrby(keys.counter("applied"), len(writes))  # hot-tier applications
                 await pipe.execute()
         except aioredis.RedisError as exc:
             log.warning("announce.failed", error=str(exc))

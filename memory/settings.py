@@ -7,6 +7,7 @@ passes the result down.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,9 @@ class Settings:
     port: int
     auth: str  # "token" or "none"
     tenant: str  # the tenant of `hookline stdio` (a local process has no bearer token)
+    worker_id: str  # prefix of this process's stable consumer names (default: the host name)
+    stream_retention_s: int  # acknowledged stream entries are kept this long, for replay
+    lag_alert: int  # a group lag above this is an alert
     partitions: int
     max_body_bytes: int
     dedup_window_s: int
@@ -110,6 +114,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         port=_int(environ, "PORT", 8765),
         auth=auth,
         tenant=_optional(environ, "TENANT") or "default",
+        worker_id=_optional(environ, "WORKER_ID") or socket.gethostname(),
+        stream_retention_s=_duration(environ, "STREAM_RETENTION", 7 * 86400),
+        lag_alert=_int(environ, "LAG_ALERT", 10_000),
         partitions=max(1, _int(environ, "PARTITIONS", 4)),
         max_body_bytes=_int(environ, "MAX_BODY_BYTES", 1024 * 1024),
         dedup_window_s=_duration(environ, "DEDUP_WINDOW", 24 * 3600),

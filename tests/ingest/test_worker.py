@@ -11,7 +11,7 @@ import anyio
 from ingest import envelope
 from ingest.dedup import Outcome
 from ingest.stream import StreamProducer, Submission
-from ingest.worker import Worker, WorkerConfig, context_handler
+from ingest.worker import Worker, WorkerConfig
 from memory import keys
 from memory.runtime import Runtime
 from memory.service import MemoryService
@@ -67,7 +67,7 @@ async def _pending(rt: Runtime) -> int:
 async def test_events_are_applied_once_and_acknowledged(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, service.apply_events, rt.settings.partitions, CONFIG, "test-0")
     async with running(worker, producer):
         for i in range(30):
             assert (
@@ -95,7 +95,7 @@ async def test_corrupt_and_unmappable_entries_are_dead_lettered_while_others_flo
 ) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, service.apply_events, rt.settings.partitions, CONFIG, "test-0")
     stream = keys.events_stream(keys.partition_of(tenant, "gh", rt.settings.partitions))
     async with running(worker, producer):
         await rt.redis.xadd(stream, {"e": b"\xff\x00 not protobuf"})
@@ -117,7 +117,7 @@ async def test_corrupt_and_unmappable_entries_are_dead_lettered_while_others_flo
 async def test_a_lost_group_is_recreated(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    worker = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "test-0")
+    worker = Worker(rt.redis, service.apply_events, rt.settings.partitions, CONFIG, "test-0")
     async with running(worker, producer):
         await _enqueue(rt, producer, tenant, _envelope(tenant, "a"), "gh:a")
         await wait_until(lambda: _count(service, tenant, 1))
@@ -134,7 +134,7 @@ async def _count(service: MemoryService, tenant: str, n: int) -> bool:
 async def test_a_stalled_consumers_entries_are_reclaimed(rt: Runtime, tenant: str) -> None:
     service = MemoryService(rt)
     producer = StreamProducer(rt.redis)
-    stalled = Worker(rt.redis, context_handler(service), rt.settings.partitions, CONFIG, "stalled")
+    stalled = Worker(rt.redis, service.apply_events, rt.settings.partitions, CONFIG, "stalled")
     await stalled._ensure_groups()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(producer.run, name="producer")
@@ -143,7 +143,7 @@ async def test_a_stalled_consumers_entries_are_reclaimed(rt: Runtime, tenant: st
     assert await stalled._read(">")  # read, never acknowledged: the consumer "died"
     rescuer = Worker(
         rt.redis,
-        context_handler(service),
+        service.apply_events,
         rt.settings.partitions,
         WorkerConfig(block_ms=50, claim_idle_ms=1),
         "rescuer",
