@@ -3,7 +3,7 @@
 A stream entry's id is the time (ms) it was queued, so a range of times is a range of ids
 (``<since ms>-0`` to ``<until ms>-<max>``). Re-processing is safe because every handler is
 idempotent. Entries already trimmed from a stream are gone: the report gives the earliest time the
-streams still cover, so a caller can tell a quiet range from a trimmed one.
+streams still cover and whether any of the range is known (or, on Redis 6, suspected) to be gone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ResponseError
 
 from ingest.envelope import decode_envelope, to_event
 from ingest.stream import all_streams
@@ -43,11 +44,7 @@ class ReplayReport:
     rejected: Mapping[str, int]  # group → events its handler refused (unmappable)
     undecodable: int  # entries whose envelope or payload does not decode
     earliest_available: datetime | None  # the oldest entry any stream still holds
-
-    @property
-    def may_be_incomplete(self) -> bool:
-        """True when part of the range lies before what the streams still hold (it may be trimmed)."""
-        return self.earliest_available is None or self.since < self.earliest_available
+    may_be_incomplete: bool  # entries at or after ``since`` were trimmed or deleted: they are gone
 
 
 async def replay(
@@ -82,8 +79,8 @@ async def replay(
                 refused = await handlers[group](events)
                 rejected[group] += len(refused)
                 replayed[group] += len(events) - len(refused)
-    report = ReplayReport(since, until, read, matched, replayed, rejected, undecodable,
-                          await _earliest(rt.redis, streams))  # fmt: skip
+    earliest, incomplete = await _coverage(rt.redis, streams, _ms(since))
+    report = ReplayReport(since, until, read, matched, replayed, rejected, undecodable, earliest, incomplete)
     log.info("replay.done", source=source, since=since.isoformat(), until=until.isoformat(),
              read=read, matched=matched, replayed=replayed, undecodable=undecodable)  # fmt: skip
     return report
@@ -116,11 +113,37 @@ def _decode(page: Sequence[RawEntry], source: str | None) -> tuple[list[Event], 
     return events, undecodable
 
 
-async def _earliest(redis: aioredis.Redis, streams: Sequence[str]) -> datetime | None:
-    """The time of the oldest entry any stream still holds (everything before it is trimmed or never was)."""
-    firsts = [_entries_of(await redis.xrange(stream, count=1)) for stream in streams]
-    times = [int(_text(first[0][0]).split("-")[0]) for first in firsts if first]
-    return datetime.fromtimestamp(min(times) / 1000, UTC) if times else None
+async def _coverage(
+    redis: aioredis.Redis, streams: Sequence[str], since_ms: int
+) -> tuple[datetime | None, bool]:
+    """The oldest entry the streams still hold, and whether entries from ``since_ms`` on are gone.
+
+    Redis 7 records the newest id it ever deleted (trimmed or XDELed), which answers exactly. Older
+    Redis does not: there, a stream whose first entry is later than ``since`` although it was
+    written to at or after ``since`` may have lost entries, and is reported as such.
+    """
+    firsts: list[int] = []
+    incomplete = False
+    for stream in streams:
+        try:
+            info = await redis.xinfo_stream(stream)
+        except ResponseError:  # never created: nothing was ever queued there
+            continue
+        first = info.get("first-entry")
+        first_ms = None if not first else _id_ms(first[0])
+        if first_ms is not None:
+            firsts.append(first_ms)
+        deleted = info.get("max-deleted-entry-id")
+        if deleted is not None:
+            incomplete |= _text(deleted) != "0-0" and _id_ms(deleted) >= since_ms
+        else:
+            written_since = _id_ms(info["last-generated-id"]) >= since_ms
+            incomplete |= written_since and (first_ms is None or first_ms > since_ms)
+    return (datetime.fromtimestamp(min(firsts) / 1000, UTC) if firsts else None), incomplete
+
+
+def _id_ms(entry_id: bytes | str) -> int:
+    return int(_text(entry_id).split("-")[0])
 
 
 def _utc(moment: datetime) -> datetime:

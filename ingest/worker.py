@@ -280,7 +280,7 @@ class Worker:
     async def _failed(self, item: _Item, cause: BaseException, dead: list[tuple[Entry, str, int]]) -> None:
         attempts = await self.retries.failed(item.key)
         policy = self.config.retries.for_source(item.event.source)
-        log.warning("worker.event_failed", group=self.config.group, event=item.event.id, attempts=attempts,
+        log.warning("worker.event_failed", group=self.config.group, event_id=item.event.id, attempts=attempts,
                     error=f"{type(cause).__name__}: {cause}")  # fmt: skip
         if attempts >= policy.max_attempts:
             dead.append((item.entry, f"{type(cause).__name__}: {cause}", attempts))

@@ -179,7 +179,7 @@ async def replay_command(rt: Runtime, args: argparse.Namespace) -> int:
     until = args.until or datetime.now(UTC)
     report = await replay(rt, handlers(rt), args.source, args.since, until, args.group or keys.GROUPS)
     if args.json:
-        _print_json({**dataclasses.asdict(report), "may_be_incomplete": report.may_be_incomplete})
+        _print_json(dataclasses.asdict(report))
     else:
         _print_replay(report, args.source)
     return 0
@@ -197,10 +197,10 @@ def _print_replay(report: ReplayReport, source: str | None) -> None:
         print(f"refused as unmappable: {refused}")
     if report.may_be_incomplete:
         first = report.earliest_available
-        held = f"entries from {first.isoformat()} on" if first else "no entries"
+        held = f"hold entries from {first.isoformat()} on" if first else "are empty"
         print(
-            f"note: the streams hold {held}; anything earlier was trimmed (or never queued) "
-            "and cannot be replayed",
+            f"note: entries from {report.since.isoformat()} on were trimmed or deleted and cannot be "
+            f"replayed; the streams {held}",
             file=sys.stderr,
         )
 

@@ -70,7 +70,12 @@ async def test_list_is_newest_first_and_decodes_what_it_can(rt: Runtime, tenant:
     letters = await dlq.list_dead(rt.redis)
     assert [d.id for d in letters] == [third, second, first]
     newest, corrupt, oldest = letters
-    assert (newest.tenant, newest.source, newest.event_type, newest.dedup_key) == (tenant, "gh", "push", "gh:c")
+    assert (newest.tenant, newest.source, newest.event_type, newest.dedup_key) == (
+        tenant,
+        "gh",
+        "push",
+        "gh:c",
+    )
     assert newest.group == keys.INDEX_GROUP and newest.attempts == 5 and newest.error == "index failed"
     assert newest.stream == keys.events_stream(0) and newest.entry == "1700000000000-0"
     assert abs((datetime.now(UTC) - newest.at).total_seconds()) < 60
@@ -105,7 +110,9 @@ async def test_show_decodes_the_payload(rt: Runtime, tenant: str) -> None:
         await dlq.show(rt.redis, "not-an-id")
 
 
-async def test_retry_requeues_on_the_original_stream_and_a_worker_applies_it(rt: Runtime, tenant: str) -> None:
+async def test_retry_requeues_on_the_original_stream_and_a_worker_applies_it(
+    rt: Runtime, tenant: str
+) -> None:
     stream = keys.events_stream(keys.partition_of(tenant, "gh", rt.settings.partitions))
     data = _envelope(tenant, "r")
     retried = await _dead(rt, data, stream=stream)
