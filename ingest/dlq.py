@@ -21,7 +21,7 @@ from memory import keys
 from memory.errors import CorruptEnvelope, InvalidArgument
 
 _PAGE = 200  # DLQ entries read per round trip while filtering by group
-_STREAM_ID = re.compile(r"\d+(-\d+)?")
+_STREAM_ID = re.compile(r"\d+-\d+")
 _PARTITION_TAG = re.compile(r"\{p(\d+)\}")
 
 RawEntry = tuple[bytes | str, dict[bytes, bytes]]
@@ -116,7 +116,7 @@ async def purge(
         if cutoff_ms is None:
             return int(await redis.xtrim(keys.dead_letters(), maxlen=0, approximate=False))
         return int(await redis.xtrim(keys.dead_letters(), minid=f"{cutoff_ms}-0", approximate=False))
-    chosen = [_check_id(i) for i in ids]
+    chosen = list(ids)
     if cutoff_ms is not None:
         chosen = [i for i in chosen if int(i.split("-")[0]) < cutoff_ms]
     if not chosen:
@@ -128,7 +128,7 @@ async def _entries(redis: aioredis.Redis, ids: Sequence[str], all: bool) -> Asyn
     """The chosen DLQ entries, oldest first, a page at a time (the DLQ may be long)."""
     _check_selection(ids, all)
     for dlq_id in ids:
-        reply = await redis.xrange(keys.dead_letters(), min=_check_id(dlq_id), max=dlq_id, count=1)
+        reply = await redis.xrange(keys.dead_letters(), min=dlq_id, max=dlq_id, count=1)
         for entry in _entries_of(reply):
             yield entry
     lower = "-"
@@ -147,8 +147,11 @@ def _entries_of(reply: object) -> list[RawEntry]:
 
 
 def _check_selection(ids: Sequence[str], all: bool) -> None:
+    """Exactly one of: some ids (each well-formed, checked before anything changes), or all."""
     if all == bool(ids):
         raise InvalidArgument("name the dead letters by id, or choose all of them — not both, not neither")
+    for dlq_id in ids:
+        _check_id(dlq_id)
 
 
 def _check_id(dlq_id: str) -> str:

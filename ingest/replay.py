@@ -116,11 +116,12 @@ def _decode(page: Sequence[RawEntry], source: str | None) -> tuple[list[Event], 
 async def _coverage(
     redis: aioredis.Redis, streams: Sequence[str], since_ms: int
 ) -> tuple[datetime | None, bool]:
-    """The oldest entry the streams still hold, and whether entries from ``since_ms`` on are gone.
+    """The oldest entry the streams still hold, and whether entries from ``since_ms`` on may be gone.
 
-    Redis 7 records the newest id it ever deleted (trimmed or XDELed), which answers exactly. Older
-    Redis does not: there, a stream whose first entry is later than ``since`` although it was
-    written to at or after ``since`` may have lost entries, and is reported as such.
+    Trimming removes a stream's oldest entries, so a range is cut short when a stream that was
+    written to at or after ``since`` now starts after it and has lost entries. Redis 7 counts the
+    entries ever added and records the newest id XDEL removed; Redis 6 does neither, so there a
+    stream that starts after ``since`` is assumed to have lost some.
     """
     firsts: list[int] = []
     incomplete = False
@@ -133,12 +134,11 @@ async def _coverage(
         first_ms = None if not first else _id_ms(first[0])
         if first_ms is not None:
             firsts.append(first_ms)
+        if _id_ms(info["last-generated-id"]) >= since_ms and (first_ms is None or first_ms > since_ms):
+            added = info.get("entries-added")
+            incomplete |= added is None or int(added) > int(info["length"])
         deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:
-            incomplete |= _text(deleted) != "0-0" and _id_ms(deleted) >= since_ms
-        else:
-            written_since = _id_ms(info["last-generated-id"]) >= since_ms
-            incomplete |= written_since and (first_ms is None or first_ms > since_ms)
+        incomplete |= deleted is not None and _text(deleted) != "0-0" and _id_ms(deleted) >= since_ms
     return (datetime.fromtimestamp(min(firsts) / 1000, UTC) if firsts else None), incomplete
 
 

@@ -7,11 +7,13 @@ sends everything waiting as one pipeline, so a burst of N requests costs one rou
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, replace
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ingest.dedup import DEDUP_XADD, Outcome
 from ingest.metrics import DEDUP_HITS
@@ -48,7 +50,7 @@ class Result:
 class StreamProducer:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._script = redis.register_script(DEDUP_XADD)
+        self._sha = hashlib.sha1(DEDUP_XADD.encode()).hexdigest()
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] = asyncio.Queue()
 
     async def submit(self, item: Submission) -> Result:
@@ -67,10 +69,10 @@ class StreamProducer:
 
     async def _flush(self, batch: list[tuple[Submission, asyncio.Future[Result]]]) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for item, _ in batch:
-                    await self._script(keys=_keys(item), args=_args(item), client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._evalsha_all(batch)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or was flushed
+                await self._redis.script_load(DEDUP_XADD)
+                results = await self._evalsha_all(batch)
         except (aioredis.RedisError, OSError) as exc:
             error = StoreUnavailable(f"Redis is unavailable: {exc}")
             for _, future in batch:
@@ -84,6 +86,15 @@ class StreamProducer:
                 future.set_exception(StoreUnavailable(f"XADD failed: {result}"))
             else:
                 future.set_result(_result(result))
+
+    async def _evalsha_all(self, batch: list[tuple[Submission, asyncio.Future[Result]]]) -> list[Any]:
+        # EVALSHA directly: redis-py's Script in a pipeline costs a SCRIPT EXISTS round trip per batch.
+        # A NOSCRIPT reply writes nothing, so re-running the batch after loading the script is safe.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for item, _ in batch:
+                item_keys = _keys(item)
+                pipe.evalsha(self._sha, len(item_keys), *item_keys, *_args(item))
+            return list(await pipe.execute(raise_on_error=False))
 
 
 def _keys(item: Submission) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -23,6 +24,7 @@ class SourceStore:
     def __init__(self, db: AsyncConnectionPool) -> None:
         self._db = db
         self._cache: dict[str, tuple[float, Source | None]] = {}
+        self._loading: dict[str, asyncio.Future[Source | None]] = {}
 
     async def add(
         self, name: str, provider: str, secrets: list[str], tenant: str, options: dict[str, Any] | None = None
@@ -62,17 +64,31 @@ class SourceStore:
         return cursor.rowcount > 0
 
     async def get(self, name: str) -> Source:
-        """The source called ``name`` (cached for CACHE_TTL_S); raises UnknownSource."""
+        """The source called ``name`` (cached for CACHE_TTL_S); raises UnknownSource.
+
+        One load per name at a time: concurrent requests that miss the cache share it, so a cache
+        expiry under load costs one query, not one per in-flight request.
+        """
         now = time.monotonic()
         cached = self._cache.get(name)
         if cached is not None and now - cached[0] < CACHE_TTL_S:
             source = cached[1]
         else:
-            source = await self._load(name)
-            self._cache[name] = (now, source)
+            loading = self._loading.get(name)
+            if loading is None:
+                loading = self._loading[name] = asyncio.ensure_future(self._refresh(name, now))
+            source = await asyncio.shield(loading)
         if source is None:
             raise UnknownSource(f"no source named {name!r}")
         return source
+
+    async def _refresh(self, name: str, now: float) -> Source | None:
+        try:
+            source = await self._load(name)
+            self._cache[name] = (now, source)
+            return source
+        finally:
+            self._loading.pop(name, None)
 
     async def _load(self, name: str) -> Source | None:
         try:

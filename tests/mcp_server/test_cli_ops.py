@@ -123,7 +123,7 @@ def test_replay_applies_a_time_range_again(cli: Cli, tenant: str) -> None:
     since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     for i in range(3):
         cli.redis.xadd(_stream(tenant), {"e": _envelope(tenant, f"r{i}")})
-    cli.redis.xadd(_stream(tenant, "other"), {"e": _envelope(tenant, "x", source="other")})
+    other = cli.redis.xadd(_stream(tenant, "other"), {"e": _envelope(tenant, "x", source="other")})
     ctx_id = context_id(tenant, mapper_for("github").map("push", PUSH).subject)
     assert not cli.redis.exists(keys.context(tenant, ctx_id))
 
@@ -132,7 +132,7 @@ def test_replay_applies_a_time_range_again(cli: Cli, tenant: str) -> None:
     assert report["replayed"] == {"context": 3} and report["rejected"] == {"context": 0}
     assert cli.redis.hlen(keys.context_events(tenant, ctx_id)) == 3
 
-    cli.redis.xtrim(_stream(tenant, "other"), maxlen=0)  # "other" is trimmed away: it cannot come back
+    cli.redis.xdel(_stream(tenant, "other"), other)  # deleted: it cannot come back
     done = cli.run("replay", "--since", since)  # every group, every source
     assert "3 events of every source replayed (context 3, index 3, audit 3)" in done.stdout
     assert "trimmed or deleted and cannot be replayed" in done.stderr
