@@ -199,8 +199,8 @@ def _print_replay(report: ReplayReport, source: str | None) -> None:
         first = report.earliest_available
         held = f"hold entries from {first.isoformat()} on" if first else "are empty"
         print(
-            f"note: entries from {report.since.isoformat()} on were trimmed or deleted and cannot be "
-            f"replayed; the streams {held}",
+            f"note: some entries from {report.since.isoformat()} on may have been trimmed or deleted; "
+            f"those cannot be replayed (the streams {held})",
             file=sys.stderr,
         )
 

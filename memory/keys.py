@@ -84,3 +84,20 @@ def attempts(group: str) -> str:
 def consumer_slot(group: str, consumer: str) -> str:
     """String (pid, with a TTL): the live process that holds this stable consumer name."""
     return f"{ROOT}:slot:{group}:{consumer}"
+
+
+def context_warm(tenant: str, context_id: str) -> str:
+    """String: the warm tier's compressed document of this context (same slot as its head)."""
+    return f"{ROOT}:{{c:{tenant}:{context_id}}}:warm"
+
+
+def zstd_dictionary(dict_id: int) -> str:
+    return f"{ROOT}:zdict:{dict_id}"
+
+
+def zstd_current_dictionary(source: str) -> str:
+    return f"{ROOT}:zdict-current:{source}"
+
+
+def zstd_samples_since_training(source: str) -> str:
+    return f"{ROOT}:zdict-samples:{source}"

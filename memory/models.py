@@ -78,6 +78,7 @@ class ContextEvent:
     occurred_at: datetime
     received_at: datetime
     actors: tuple[str, ...] = ()
+    payload: dict[str, Any] | None = None  # the provider's payload, as received (after redaction)
 
 
 @dataclass(frozen=True, slots=True)

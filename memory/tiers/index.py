@@ -70,6 +70,7 @@ ON CONFLICT (tenant, id) DO UPDATE SET
     importance = greatest(c.importance, excluded.importance),
     created_at = least(c.created_at, excluded.created_at),
     updated_at = greatest(c.updated_at, excluded.updated_at),
+    touched_at = now(),
     event_count = excluded.event_count,
     body = excluded.body,
     summary = excluded.summary

@@ -32,15 +32,15 @@ Inspect = Callable[..., dict[str, Any]]
 @pytest.fixture(scope="module")
 def inspect() -> Iterator[Inspect]:
     """Run `inspector --cli ARGS --format json` and return its JSON result."""
-    installed = subprocess.run(
-        [str(REPO / "scripts/node22")], capture_output=True, text=True, timeout=600
-    )  # idempotent: installs only what is missing
+    # Idempotent: installs Node 22 and the Inspector only when they are missing, then prints node's path.
+    installed = subprocess.run([str(REPO / "scripts/node22")], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr
     node = installed.stdout.strip().splitlines()[-1]
     # The Inspector keeps its state under ~/.mcp-inspector: a HOME of its own, not the user's.
     with tempfile.TemporaryDirectory(prefix="hlinsp", dir="/tmp") as home:
 
         def run(*args: str) -> dict[str, Any]:
+            # --stored-auth-only: fail at once rather than start an interactive OAuth login.
             command = [node, str(INSPECTOR), "--cli", *args, "--format", "json", "--stored-auth-only"]
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

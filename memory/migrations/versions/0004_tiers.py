@@ -17,7 +17,8 @@ def upgrade() -> None:
             ADD COLUMN archive_key text,
             ADD COLUMN tier_changed_at timestamptz,
             ADD COLUMN pinned boolean NOT NULL DEFAULT false,
-            ADD COLUMN last_access_at timestamptz;
+            ADD COLUMN last_access_at timestamptz,
+            ADD COLUMN touched_at timestamptz NOT NULL DEFAULT now();
         CREATE INDEX contexts_tier ON contexts (tier, updated_at);
         """
     )
@@ -26,5 +27,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         "ALTER TABLE contexts DROP COLUMN archive_key, DROP COLUMN tier_changed_at, "
-        "DROP COLUMN pinned, DROP COLUMN last_access_at"
+        "DROP COLUMN pinned, DROP COLUMN last_access_at, DROP COLUMN touched_at"
     )
