@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import orjson
 import redis.asyncio as aioredis
 
 from memory import keys
-from memory.models import Context, ContextEvent, ContextSummary
+from memory.models import Context, ContextEvent
+from memory.tiers import document
 
 _APPLY = """
+local tier = redis.call('HGET', KEYS[1], 'tier')
+if tier and tier ~= 'hot' then return -1 end
 local added = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 local current = redis.call('HGET', KEYS[1], 'head_key')
 if (not current) or ARGV[3] > current then
@@ -42,6 +44,41 @@ return added
 """
 
 
+# Back to hot: the events come back into their hash, only if the tier is still the one we read.
+_PROMOTE = """
+if redis.call('HGET', KEYS[1], 'tier') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'tier', 'hot')
+redis.call('HDEL', KEYS[1], 'warm_dict', 'warm_bytes')
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+# Hot to warm in one step, only if no event arrived since the document was read.
+_TO_WARM = """
+if redis.call('HGET', KEYS[1], 'tier') ~= 'hot' then return 0 end
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'tier', 'warm', 'warm_dict', ARGV[3], 'warm_bytes', string.len(ARGV[1]),
+           'raw_bytes', ARGV[4])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+# Warm to cold, only if the warm blob is still the one archived (same length and dictionary).
+_TO_COLD = """
+if redis.call('HGET', KEYS[1], 'tier') ~= 'warm' then return 0 end
+if redis.call('STRLEN', KEYS[3]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], 'tier', 'cold', 'archive_key', ARGV[2])
+redis.call('HDEL', KEYS[1], 'warm_dict', 'warm_bytes')
+return 1
+"""
+
+
+RawContext = tuple[dict[str, str], dict[str, str], bytes | None]  # head, events, warm blob
+
+
 @dataclass(frozen=True, slots=True)
 class HotWrite:
     tenant: str
@@ -56,10 +93,6 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _from_ms(value: Any) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-
-
 def _event_json(event: ContextEvent) -> bytes:
     return orjson.dumps(
         {
@@ -69,6 +102,7 @@ def _event_json(event: ContextEvent) -> bytes:
             "occurred_ms": _ms(event.occurred_at),
             "received_ms": _ms(event.received_at),
             "actors": list(event.actors),
+            "payload": event.payload,
         }
     )
 
@@ -77,9 +111,13 @@ class HotTier:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._promote = redis.register_script(_PROMOTE)
+        self._to_warm = redis.register_script(_TO_WARM)
+        self._to_cold = redis.register_script(_TO_COLD)
 
-    async def apply(self, writes: Sequence[HotWrite], now: datetime) -> list[bool]:
-        """Apply every write in one pipeline; True where the event was new to its context."""
+    async def apply(self, writes: Sequence[HotWrite], now: datetime) -> list[int]:
+        """Apply every write in one pipeline: 1 where the event was new to its context, 0 where it
+        was already there, -1 where the context is warm or cold and must be promoted first."""
         if not writes:
             return []
         now_ms = str(_ms(now))
@@ -103,53 +141,51 @@ class HotTier:
                     client=pipe,
                 )
             results = await pipe.execute()
-        return [bool(result) for result in results]
+        return [int(result) for result in results]
 
-    async def read(self, tenant: str, context_id: str) -> Context | None:
+    async def read_raw(
+        self, tenant: str, context_id: str
+    ) -> tuple[dict[str, str], dict[str, str], bytes | None]:
+        """The head hash, the events hash and the warm blob (any may be empty)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.context(tenant, context_id))
             pipe.hgetall(keys.context_events(tenant, context_id))
-            head_raw, events_raw = await pipe.execute()
-        if not head_raw:
-            return None
+            pipe.get(keys.context_warm(tenant, context_id))
+            head_raw, events_raw, warm = await pipe.execute()
         head = {k.decode(): v.decode() for k, v in head_raw.items()}
-        events = sorted(
-            (_parse_event(value) for value in events_raw.values()), key=lambda e: (e.occurred_at, e.id)
+        events = {k.decode(): v.decode() for k, v in events_raw.items()}
+        return head, events, warm
+
+    async def read(self, tenant: str, context_id: str) -> Context | None:
+        """The context if it is hot (None otherwise: see MemoryService.get_context for the rest)."""
+        head, events, _ = await self.read_raw(tenant, context_id)
+        if not head or head.get("tier", "hot") != "hot":
+            return None
+        return document.to_context(tenant, context_id, head, events)
+
+    async def promote(self, tenant: str, context_id: str, from_tier: str, events: dict[str, str]) -> bool:
+        pairs = [item for pair in events.items() for item in pair]
+        result = await self._promote(keys=self._keys(tenant, context_id), args=[from_tier, *pairs])
+        return bool(result)
+
+    async def to_warm(self, tenant: str, context_id: str, blob: bytes, event_count: int, dict_id: int,
+                      raw_bytes: int) -> bool:  # fmt: skip
+        result = await self._to_warm(
+            keys=self._keys(tenant, context_id), args=[blob, event_count, dict_id, raw_bytes]
         )
-        summary = ContextSummary(
-            id=context_id,
-            tenant=tenant,
-            source=head.get("source", ""),
-            subject=head.get("subject", ""),
-            kind=head.get("kind", ""),
-            title=head.get("title", ""),
-            summary=events[-1].text if events else "",
-            tier=head.get("tier", "hot"),
-            state=head.get("state") or None,
-            url=head.get("url") or None,
-            importance=float(head.get("importance", 0.5)),
-            event_count=int(head.get("event_count", len(events))),
-            created_at=_from_ms(head.get("created_ms", 0)),
-            updated_at=_from_ms(head.get("updated_ms", 0)),
-        )
-        return Context(
-            head=summary,
-            events=tuple(events),
-            labels=tuple(orjson.loads(head.get("labels", "[]"))),
-            fields=orjson.loads(head.get("fields", "{}")),
-        )
+        return bool(result)
+
+    async def to_cold(self, tenant: str, context_id: str, warm_bytes: int, archive_key: str) -> bool:
+        result = await self._to_cold(keys=self._keys(tenant, context_id), args=[warm_bytes, archive_key])
+        return bool(result)
+
+    @staticmethod
+    def _keys(tenant: str, context_id: str) -> list[str]:
+        return [
+            keys.context(tenant, context_id),
+            keys.context_events(tenant, context_id),
+            keys.context_warm(tenant, context_id),
+        ]
 
     async def delete(self, tenant: str, context_id: str) -> None:
-        await self._redis.delete(keys.context(tenant, context_id), keys.context_events(tenant, context_id))
-
-
-def _parse_event(raw: bytes) -> ContextEvent:
-    data = orjson.loads(raw)
-    return ContextEvent(
-        id=data["id"],
-        event_type=data["event_type"],
-        text=data["text"],
-        occurred_at=_from_ms(data["occurred_ms"]),
-        received_at=_from_ms(data["received_ms"]),
-        actors=tuple(data.get("actors", ())),
-    )
+        await self._redis.delete(*self._keys(tenant, context_id))

@@ -38,7 +38,7 @@ class WarmCodec:
         cached = self._dicts.get(dict_id)
         if cached is None:
             raw = await self.redis.get(keys.zstd_dictionary(dict_id))
-            if raw is None:
+            if not isinstance(raw, bytes):
                 raise CorruptEnvelope(f"zstd dictionary {dict_id} is missing")
             cached = self._dicts[dict_id] = zstandard.ZstdCompressionDict(raw)
         return cached
@@ -66,15 +66,17 @@ class WarmCodec:
 
     async def compress(self, dict_id: int, data: bytes) -> bytes:
         dictionary = await self._dictionary(dict_id)
-        compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=dictionary) if dictionary else (
-            zstandard.ZstdCompressor(level=LEVEL)
+        compressor = (
+            zstandard.ZstdCompressor(level=LEVEL, dict_data=dictionary)
+            if dictionary
+            else (zstandard.ZstdCompressor(level=LEVEL))
         )
         return compressor.compress(data)
 
     async def decompress(self, dict_id: int, blob: bytes) -> bytes:
         dictionary = await self._dictionary(dict_id)
-        decompressor = zstandard.ZstdDecompressor(dict_data=dictionary) if dictionary else (
-            zstandard.ZstdDecompressor()
+        decompressor = (
+            zstandard.ZstdDecompressor(dict_data=dictionary) if dictionary else (zstandard.ZstdDecompressor())
         )
         try:
             return decompressor.decompress(blob)

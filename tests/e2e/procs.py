@@ -478,6 +478,16 @@ async def groups(redis_url: str, partitions: int = PARTITIONS) -> dict[str, Grou
     return {group: GroupState(*values) for group, values in totals.items()}
 
 
+async def in_flight(redis_url: str, partitions: int = PARTITIONS) -> int:
+    """Entries read by some consumer and not yet acknowledged, over every group and partition."""
+    total = 0
+    async with redis_client(redis_url) as redis:
+        for partition in range(partitions):
+            with contextlib.suppress(ResponseError):  # no stream yet
+                total += sum(int(i["pending"]) for i in await redis.xinfo_groups(keys.events_stream(partition)))
+    return total
+
+
 async def drained(redis_url: str, partitions: int = PARTITIONS) -> bool:
     """Every group has read every entry and acknowledged it, and no retry is scheduled. O(1) per
     stream and group, so it can be polled while the system works."""

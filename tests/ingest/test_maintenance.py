@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
+
+import anyio
 
 from ingest import consumers
 from ingest.maintenance import cleanup_consumers, safe_trim_bound, trim
@@ -30,7 +31,8 @@ async def test_trim_keeps_every_entry_some_group_has_not_acknowledged(rt: Runtim
     await rt.redis.xreadgroup("index", "i", {STREAM: ">"}, count=8)
     await rt.redis.xack(STREAM, "index", *ids[:3])
     # audit has read nothing: nothing may go
-    assert await trim(rt.redis, [STREAM], keys.GROUPS, retention_s=1) == 0 and await rt.redis.xlen(STREAM) == 10
+    assert await trim(rt.redis, [STREAM], keys.GROUPS, retention_s=1) == 0
+    assert await rt.redis.xlen(STREAM) == 10
     await rt.redis.xreadgroup("audit", "a", {STREAM: ">"}, count=10)
     await rt.redis.xack(STREAM, "audit", *ids)
     assert await safe_trim_bound(rt.redis, STREAM, keys.GROUPS) == ids[3]  # index's oldest pending
@@ -73,11 +75,9 @@ async def test_consumer_names_are_stable_and_a_dead_holders_name_is_taken_over(r
     second = await consumers.acquire_name(rt.redis, "context", "host", {first})
     assert (first, second) == ("host-0", "host-1")
     # A process of this host that died (a pid that no longer exists) held host-2.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
+    dead = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
     await rt.redis.set(
-        keys.consumer_slot("context", "host-2"), f"{socket.gethostname()}:{dead.stdout.strip()}"
+        keys.consumer_slot("context", "host-2"), f"{socket.gethostname()}:{dead.stdout.decode().strip()}"
     )
     await rt.redis.set(keys.consumer_slot("context", "host-3"), f"elsewhere:{os.getpid()}")
     taken = await consumers.acquire_name(rt.redis, "context", "host", {first, second})
