@@ -101,3 +101,8 @@ def zstd_current_dictionary(source: str) -> str:
 
 def zstd_samples_since_training(source: str) -> str:
     return f"{ROOT}:zdict-samples:{source}"
+
+
+def zstd_sample_pool(source: str) -> str:
+    """List: recent context documents of this source, the training set of its next dictionary."""
+    return f"{ROOT}:zdict-pool:{source}"

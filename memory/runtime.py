@@ -123,7 +123,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
             raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
         stack.push_async_callback(pool.close)
 
-        blobs = open_blobstore(settings.blob_url)
+        blobs = open_blobstore(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
         stack.push_async_callback(blobs.aclose)
 
         log.info("runtime.open", redis=_redact(redis_url), database=_redact(database_url))

@@ -21,6 +21,7 @@ import structlog
 from memory import keys
 from memory.errors import InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
+from memory.lifecycle import Lifecycle, touch
 from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
 from memory.runtime import Runtime, pg_connection
@@ -58,6 +59,7 @@ class MemoryService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.hot = HotTier(rt.redis)
+        self.lifecycle = Lifecycle(rt)
 
     # -- writes (workers only) -------------------------------------------------------------
 
@@ -75,8 +77,15 @@ class MemoryService:
         """
         plans, rejected = self._plans(events)
         writes = [hot for hot, _ in plans]
+        now = now or datetime.now(UTC)
         try:
-            await self.hot.apply(writes, now or datetime.now(UTC))
+            results = await self.hot.apply(writes, now)
+            # A warm or cold context takes no event until it is hot again (else it would split).
+            waiting = [write for write, result in zip(writes, results, strict=True) if result < 0]
+            for tenant, ctx_id in sorted({(w.tenant, w.context_id) for w in waiting}):
+                await self.lifecycle.promote(tenant, ctx_id)
+            if waiting and min(await self.hot.apply(waiting, now)) < 0:
+                raise StoreUnavailable("a context was demoted again while being promoted; retry")
         except aioredis.RedisError as exc:
             raise StoreUnavailable(f"hot tier write failed: {exc}") from exc
         await self._announce(writes)
@@ -114,6 +123,7 @@ class MemoryService:
             occurred_at=occurred,
             received_at=event.received_at,
             actors=mapped.actors,
+            payload=event.payload,
         )
         head = {
             "source": event.source,
@@ -161,13 +171,32 @@ class MemoryService:
 
     # -- reads (every caller, scoped by tenant) --------------------------------------------
 
-    async def get_context(self, tenant: str, ctx_id: str) -> Context:
+    async def get_context(self, tenant: str, ctx_id: str, restore: bool = False) -> Context:
+        """The context, whatever its tier. A cold context answers with its summary at once; with
+        ``restore`` its full body is brought back from the archive (cold → warm) first."""
         try:
-            hot = await self.hot.read(tenant, ctx_id)
+            if restore:
+                await self.lifecycle.rewarm(tenant, ctx_id)
+            found = await self.lifecycle.read(tenant, ctx_id, restore=False)
         except aioredis.RedisError as exc:
-            raise StoreUnavailable(f"cannot read the hot tier: {exc}") from exc
-        if hot is not None:
-            return hot
+            raise StoreUnavailable(f"cannot read Redis: {exc}") from exc
+        if found is not None:
+            await touch(self.rt, tenant, [ctx_id])
+            return found
+        return await self._from_index(tenant, ctx_id)
+
+    async def get_contexts(self, tenant: str, ids: Sequence[str], restore: bool = False) -> list[Context]:
+        """Batch retrieval (historical analysis); ids that do not exist are left out."""
+        found: list[Context] = []
+        for ctx_id in ids:
+            try:
+                found.append(await self.get_context(tenant, ctx_id, restore))
+            except NotFound:
+                continue
+        return found
+
+    async def _from_index(self, tenant: str, ctx_id: str) -> Context:
+        """A cold context's summary (or one Redis lost): its row and event lines from PostgreSQL."""
         async with self._conn() as conn:
             found = await index.get_summary(conn, tenant, ctx_id)
         if found is None:

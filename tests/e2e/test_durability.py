@@ -87,3 +87,50 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice
     # The restarted process took its consumer names (and their pending entries) back at once,
     # rather than waiting out XAUTOCLAIM's 60 s idle time.
     assert recovery_s < 60, f"recovery took {recovery_s:.0f} s"
+
+
+async def refused_some(outcomes: Outcomes) -> bool:
+    return bool(outcomes.refused)
+
+
+@pytest.mark.parametrize("crash", ["shutdown", "kill-9"])
+async def test_redis_restarted_mid_stream_keeps_every_accepted_event(cl: Cluster, crash: str) -> None:
+    """Redis goes down under load, the orderly way (SHUTDOWN: AOF flushed and fsynced) or the hard
+    way (``kill -9``: with ``appendfsync everysec`` the AOF is written to the kernel before a reply
+    leaves Redis, but fsynced only every second). Either way every event that got its 202 survives a
+    *process* crash; only a crash of the machine itself may lose the last second of 202s (see below)."""
+    api = cl.server("api", "api")
+    worker = cl.server("worker", "worker")
+    await api.start()
+    await worker.start()
+    deliveries = procs.issue_comments(6_000)
+    outcomes = Outcomes()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send, api.url, deliveries, cl.secret, outcomes)
+        await wait_until(lambda: accepted(outcomes, 2_000), within=60)
+        await (cl.stores.stop_redis() if crash == "shutdown" else cl.stores.kill_redis())
+        down_at = time.monotonic()
+        before = set(outcomes.accepted)  # every 202 sent before the crash
+        await wait_until(lambda: refused_some(outcomes), within=30)  # the intake noticed: 503s
+        await cl.stores.start_redis()
+        outage_s = time.monotonic() - down_at
+    refused_during = len(outcomes.refused)
+    await redeliver(api.url, cl.secret, outcomes)
+    await wait_until(lambda: procs.drained(cl.stores.redis_url), within=180)
+    report(
+        f"redis {crash}",
+        accepted_before_crash=len(before),
+        outage_s=f"{outage_s:.1f}",
+        refused_then_redelivered=refused_during,
+        codes=dict(outcomes.codes),
+        transport_errors=outcomes.transport_errors,
+        duplicates_on_redelivery=len(outcomes.duplicates),
+        recovered_s=f"{time.monotonic() - down_at:.1f}",
+    )
+    assert set(outcomes.codes) <= {200, 202, 503}, outcomes.codes
+    ledger = set(await procs.ids(cl.stores.database_url, "ledger"))
+    lost = sorted(outcomes.accepted - ledger)
+    assert not lost, f"{len(lost)} events got a 202 and were lost with Redis: {lost[:10]}"
+    # The provider's retries made up for every refusal, and nothing was applied twice.
+    await assert_applied_exactly_once(cl, {d.id for d in deliveries})
+    assert "worker.backoff" in worker.log_text()  # the worker did see Redis go

@@ -1,0 +1,222 @@
+"""The lifecycle manager: hot → warm → cold, back again on demand, and early demotion under memory
+pressure.
+
+Every transition writes the new tier, flips the tier, then deletes the old copy, and may be re-run
+at any point: the Redis side of each flip is one Lua script guarded by what was read (no event can
+slip in between), the archive write is an idempotent overwrite, and PostgreSQL's ``tier`` column is
+brought in line with Redis (which holds the data) whenever they disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+import structlog
+from psycopg.rows import dict_row
+
+from memory import keys
+from memory.errors import NotFound, StoreUnavailable
+from memory.models import Context
+from memory.runtime import Runtime, pg_connection
+from memory.tiers import cold, document
+from memory.tiers.hot import HotTier
+from memory.tiers.warm import WarmCodec
+
+log = structlog.get_logger(__name__)
+
+BATCH = 200
+# Importance stretches the idle time before a demotion: 0.5 (the default) doubles it, 1.0 triples it.
+IMPORTANCE_STRETCH = 2.0
+PRESSURE = 0.8  # share of maxmemory above which hot contexts are demoted early
+RETRAIN_EVERY = 500  # contexts demoted per source between dictionary retrainings
+
+
+@dataclass
+class PassReport:
+    to_warm: int = 0
+    to_cold: int = 0
+    repaired: int = 0
+    skipped: int = 0
+    dictionaries: list[int] = field(default_factory=list)
+    pressure: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Lifecycle:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.hot = HotTier(rt.redis)
+        self.codec = WarmCodec(rt.redis)
+
+    async def run_pass(self, now: datetime | None = None) -> PassReport:
+        now = now or datetime.now(UTC)
+        report = PassReport()
+        pressure = await self._under_pressure()
+        report.pressure = pressure
+        for row in await self._candidates("hot", self.rt.settings.hot_ttl_s, now, ignore_idle=pressure):
+            await self._hot_to_warm(row, report)
+        for row in await self._candidates("warm", self.rt.settings.warm_ttl_s, now, ignore_idle=False):
+            await self._warm_to_cold(row, now, report)
+        log.info("lifecycle.pass", **report.as_dict())
+        return report
+
+    async def _candidates(
+        self, tier: str, ttl_s: int, now: datetime, ignore_idle: bool
+    ) -> list[dict[str, Any]]:
+        idle = "" if ignore_idle else (
+            "AND greatest(touched_at, coalesce(last_access_at, touched_at)) "
+            "< %(now)s - make_interval(secs => %(ttl)s * (1 + %(stretch)s * importance))"
+        )  # fmt: skip
+        sql = f"""
+            SELECT tenant, id, source, updated_at FROM contexts
+            WHERE tier = %(tier)s AND NOT pinned {idle}
+            ORDER BY greatest(touched_at, coalesce(last_access_at, touched_at)) LIMIT %(limit)s
+        """
+        params = {"tier": tier, "now": now, "ttl": ttl_s, "stretch": IMPORTANCE_STRETCH, "limit": BATCH}
+        async with pg_connection(self.rt.db) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return list(await cur.fetchall())
+
+    async def _under_pressure(self) -> bool:
+        try:
+            info = await self.rt.redis.info("memory")
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"cannot read Redis memory info: {exc}") from exc
+        limit = int(info.get("maxmemory", 0))
+        return limit > 0 and int(info.get("used_memory", 0)) > PRESSURE * limit
+
+    async def _hot_to_warm(self, row: dict[str, Any], report: PassReport) -> None:
+        tenant, ctx_id, source = row["tenant"], row["id"], row["source"]
+        head, events, _ = await self.hot.read_raw(tenant, ctx_id)
+        tier = head.get("tier")
+        if tier != "hot":  # already moved (a re-run) or gone: make PostgreSQL agree
+            report.repaired += await self._set_tier(tenant, ctx_id, tier)
+            return
+        raw = document.encode(head, events)
+        dict_id = await self._dictionary(source, raw, report)
+        blob = await self.codec.compress(dict_id, raw)
+        if not await self.hot.to_warm(tenant, ctx_id, blob, len(events), dict_id, len(raw)):
+            report.skipped += 1  # an event arrived meanwhile: it is not idle after all
+            return
+        await self._set_tier(tenant, ctx_id, "warm")
+        report.to_warm += 1
+
+    async def _dictionary(self, source: str, sample: bytes, report: PassReport) -> int:
+        """The source's current dictionary, (re)trained from the contexts being demoted."""
+        redis = self.rt.redis
+        samples_key = keys.zstd_sample_pool(source)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(samples_key, sample[:65536])
+            pipe.ltrim(samples_key, 0, 999)
+            pipe.incr(keys.zstd_samples_since_training(source))
+            _, _, seen = await pipe.execute()
+        current = await self.codec.current(source)
+        if current == 0 or int(seen) >= RETRAIN_EVERY:
+            samples = [s for s in await redis.lrange(samples_key, 0, -1) if isinstance(s, bytes)]
+            trained = await self.codec.train(source, samples)
+            if trained:
+                report.dictionaries.append(trained)
+                return trained
+        return current
+
+    async def _warm_to_cold(self, row: dict[str, Any], now: datetime, report: PassReport) -> None:
+        tenant, ctx_id = row["tenant"], row["id"]
+        head, _, blob = await self.hot.read_raw(tenant, ctx_id)
+        tier = head.get("tier")
+        if tier != "warm" or blob is None:
+            report.repaired += await self._set_tier(tenant, ctx_id, tier)
+            return
+        raw = await self.codec.decompress(int(head.get("warm_dict", 0)), blob)
+        key = cold.archive_key(tenant, ctx_id, row["updated_at"])
+        await cold.archive(self.rt.blobs, key, raw)
+        if not await self.hot.to_cold(tenant, ctx_id, len(blob), key):
+            report.skipped += 1
+            return
+        await self._set_tier(tenant, ctx_id, "cold", archive_key=key)
+        report.to_cold += 1
+
+    async def _set_tier(
+        self, tenant: str, ctx_id: str, tier: str | None, archive_key: str | None = None
+    ) -> int:
+        if tier is None:
+            return 0  # Redis has no such context: nothing to align with
+        sql = """
+            UPDATE contexts SET tier = %s, tier_changed_at = now(),
+                   archive_key = coalesce(%s, archive_key)
+            WHERE tenant = %s AND id = %s AND tier <> %s
+        """
+        async with pg_connection(self.rt.db) as conn:
+            cursor = await conn.execute(sql, (tier, archive_key, tenant, ctx_id, tier))
+        return cursor.rowcount
+
+    # -- back up the tiers -----------------------------------------------------------------
+
+    async def promote(self, tenant: str, ctx_id: str) -> str:
+        """Bring a warm or cold context back to hot (an event arrived for it). Returns the tier
+        it came from, or "hot" if it already was (a concurrent promotion won)."""
+        head, _, blob = await self.hot.read_raw(tenant, ctx_id)
+        tier = head.get("tier", "hot")
+        if tier == "hot":
+            return "hot"
+        raw = await self._document(tenant, ctx_id, head, blob)
+        _, events = document.decode(raw)
+        if await self.hot.promote(tenant, ctx_id, tier, events):
+            await self._set_tier(tenant, ctx_id, "hot")
+        return tier
+
+    async def rewarm(self, tenant: str, ctx_id: str) -> bool:
+        """Cold → warm: restore the archive into the warm tier (on access, or predicted access)."""
+        head, _, _ = await self.hot.read_raw(tenant, ctx_id)
+        if head.get("tier") != "cold":
+            return False
+        raw = await cold.restore(self.rt.blobs, head["archive_key"])
+        dict_id = await self.codec.current(head.get("source", ""))
+        blob = await self.codec.compress(dict_id, raw)
+        if not await self.hot.cold_to_warm(tenant, ctx_id, blob, dict_id):
+            return False
+        await self._set_tier(tenant, ctx_id, "warm")
+        return True
+
+    async def _document(self, tenant: str, ctx_id: str, head: dict[str, str], blob: bytes | None) -> bytes:
+        if head.get("tier") == "warm" and blob is not None:
+            return await self.codec.decompress(int(head.get("warm_dict", 0)), blob)
+        if head.get("tier") == "cold" and head.get("archive_key"):
+            return await cold.restore(self.rt.blobs, head["archive_key"])
+        raise NotFound(f"context {ctx_id} has no body in tier {head.get('tier')!r}")
+
+    async def read(self, tenant: str, ctx_id: str, restore: bool) -> Context | None:
+        """Any tier's context from Redis; a cold one is read from its archive only if ``restore``."""
+        head, events, blob = await self.hot.read_raw(tenant, ctx_id)
+        tier = head.get("tier")
+        if tier is None:
+            return None
+        if tier == "hot":
+            return document.to_context(tenant, ctx_id, head, events)
+        if tier == "cold" and not restore:
+            return None
+        raw = await self._document(tenant, ctx_id, head, blob)
+        stored_head, stored_events = document.decode(raw)
+        return document.to_context(tenant, ctx_id, {**stored_head, "tier": tier}, stored_events)
+
+
+async def touch(rt: Runtime, tenant: str, ids: Sequence[str], now: datetime | None = None) -> None:
+    """Record an access (reads keep a context warm longer). Best effort."""
+    try:
+        async with pg_connection(rt.db) as conn:
+            await conn.execute(
+                "UPDATE contexts SET last_access_at = %s WHERE tenant = %s AND id = ANY(%s)",
+                (now or datetime.now(UTC), tenant, list(ids)),
+            )
+    except (StoreUnavailable, psycopg.Error) as exc:
+        log.warning("lifecycle.touch_failed", error=str(exc))
+
+
+def idle_cutoff(now: datetime, ttl_s: int, importance: float) -> datetime:
+    return now - timedelta(seconds=ttl_s * (1 + IMPORTANCE_STRETCH * importance))
