@@ -33,9 +33,10 @@ from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, 
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
 from mcp_server.websocket import McpWebSocket
-from memory.errors import StoreUnavailable
+from memory.errors import HooklineError, StoreUnavailable
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
 from memory.ledger import Ledger
+from memory.lifecycle import Lifecycle
 from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
 from memory.settings import Settings
@@ -44,7 +45,8 @@ from memory.tokens import TokenStore
 
 log = structlog.get_logger(__name__)
 
-ROLES = ("api", "worker")
+ROLES = ("api", "worker", "lifecycle")
+LIFECYCLE_EVERY_S = 60.0
 SHUTDOWN_DEADLINE_S = 10.0
 
 
@@ -121,6 +123,8 @@ def create_app(
                         run_maintenance, rt.redis, streams, settings.stream_retention_s, settings.lag_alert,
                         name="stream-maintenance",
                     )  # fmt: skip
+                if "lifecycle" in roles:
+                    tasks.start_soon(_run_lifecycle, Lifecycle(rt), name="lifecycle")
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_worker, worker, finished, name=name)
@@ -198,6 +202,16 @@ async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_grou
             taken.add(name)
             workers.append(Worker(rt.redis, handler, settings.partitions, replace(base, group=group), name))
     return workers
+
+
+async def _run_lifecycle(lifecycle: Lifecycle) -> None:
+    """One pass a minute; a failed pass is logged and the next one tries again."""
+    while True:
+        try:
+            await lifecycle.run_pass()
+        except (HooklineError, aioredis.RedisError, psycopg.Error, OSError) as exc:
+            log.error("lifecycle.pass_failed", error=str(exc))
+        await anyio.sleep(LIFECYCLE_EVERY_S)
 
 
 async def _run_worker(worker: Worker, finished: anyio.Event) -> None:

@@ -16,6 +16,8 @@ from rich.table import Table
 import ingest.providers
 from mcp_server.cli_ops import OPS_COMMANDS, Command
 from mcp_server.cli_ops import add_parsers as add_ops_parsers
+from mcp_server.cli_tiers import TIER_COMMANDS
+from mcp_server.cli_tiers import add_parsers as add_tier_parsers
 from mcp_server.logs import configure_logging
 from memory.errors import ConfigError, HooklineError
 from memory.runtime import Runtime, open_runtime
@@ -35,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server (webhooks, /mcp) and the workers")
     serve.add_argument("--host", help="bind address (default 127.0.0.1, or HOOKLINE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8765, or HOOKLINE_PORT)")
-    serve.add_argument("--roles", default="api,worker", help="comma-separated subset of: api,worker")
+    serve.add_argument(
+        "--roles", default="api,worker,lifecycle", help="comma-separated subset of: api,worker,lifecycle"
+    )
     serve.add_argument("--workers", type=int, default=1, help="consumers per worker process")
 
     commands.add_parser("stdio", help="serve MCP over stdin/stdout (for Claude Desktop, Claude Code ...)")
@@ -64,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("token")
 
     add_ops_parsers(commands)
+    add_tier_parsers(commands)
     return parser
 
 
@@ -178,4 +183,5 @@ _COMMANDS: dict[tuple[str, str | None], Command] = {
     ("token", "create"): _token_create,
     ("token", "revoke"): _token_revoke,
     **OPS_COMMANDS,
+    **TIER_COMMANDS,
 }

@@ -191,19 +191,23 @@ class Lifecycle:
             return await cold.restore(self.rt.blobs, head["archive_key"])
         raise NotFound(f"context {ctx_id} has no body in tier {head.get('tier')!r}")
 
-    async def read(self, tenant: str, ctx_id: str, restore: bool) -> Context | None:
+    async def read(
+        self, tenant: str, ctx_id: str, restore: bool, with_payloads: bool = False
+    ) -> Context | None:
         """Any tier's context from Redis; a cold one is read from its archive only if ``restore``."""
         head, events, blob = await self.hot.read_raw(tenant, ctx_id)
         tier = head.get("tier")
         if tier is None:
             return None
         if tier == "hot":
-            return document.to_context(tenant, ctx_id, head, events)
+            return document.to_context(tenant, ctx_id, head, events, with_payloads)
         if tier == "cold" and not restore:
             return None
         raw = await self._document(tenant, ctx_id, head, blob)
         stored_head, stored_events = document.decode(raw)
-        return document.to_context(tenant, ctx_id, {**stored_head, "tier": tier}, stored_events)
+        return document.to_context(
+            tenant, ctx_id, {**stored_head, "tier": tier}, stored_events, with_payloads
+        )
 
 
 async def touch(rt: Runtime, tenant: str, ids: Sequence[str], now: datetime | None = None) -> None:

@@ -195,6 +195,17 @@ class MemoryService:
                 continue
         return found
 
+    async def export_context(self, tenant: str, ctx_id: str, with_payloads: bool = False) -> dict[str, Any]:
+        """A context as plain data for export, read from whatever tier holds it, without moving it."""
+        found = await self.lifecycle.read(tenant, ctx_id, restore=True, with_payloads=with_payloads)
+        ctx = found if found is not None else await self._from_index(tenant, ctx_id)
+        return {
+            "head": {name: getattr(ctx.head, name) for name in ctx.head.__slots__},
+            "labels": list(ctx.labels),
+            "fields": ctx.fields,
+            "events": [{name: getattr(e, name) for name in e.__slots__} for e in ctx.events],
+        }
+
     async def _from_index(self, tenant: str, ctx_id: str) -> Context:
         """A cold context's summary (or one Redis lost): its row and event lines from PostgreSQL."""
         async with self._conn() as conn:

@@ -6,6 +6,7 @@ accept exactly the same keys (``safe_key``) so that an archive can move from one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -104,10 +105,9 @@ class FileBlobStore:
         path = self.root / safe_key(key)
 
         def unlink() -> None:
-            try:
+            # A directory, or a path under a file: either way there is no blob by that name.
+            with contextlib.suppress(IsADirectoryError, NotADirectoryError):
                 path.unlink(missing_ok=True)
-            except (IsADirectoryError, NotADirectoryError):
-                pass  # a directory, or under a file: there is no blob by that name
 
         try:
             await anyio.to_thread.run_sync(unlink)

@@ -63,7 +63,8 @@ class S3BlobStore:
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first try; boto's "max_attempts" counts only the retries.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
         )
         self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config)
         self._closed = False

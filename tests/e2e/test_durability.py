@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from functools import partial
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,11 +107,13 @@ async def test_redis_restarted_mid_stream_keeps_every_accepted_event(cl: Cluster
     deliveries = procs.issue_comments(6_000)
     outcomes = Outcomes()
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(send, api.url, deliveries, cl.secret, outcomes)
+        # Paced, so that deliveries keep coming after the restart as well as during the outage.
+        tasks.start_soon(partial(send, api.url, deliveries, cl.secret, outcomes, rate=600))
         await wait_until(lambda: accepted(outcomes, 2_000), within=60)
-        await (cl.stores.stop_redis() if crash == "shutdown" else cl.stores.kill_redis())
         down_at = time.monotonic()
+        await (cl.stores.stop_redis() if crash == "shutdown" else cl.stores.kill_redis())
         before = set(outcomes.accepted)  # every 202 sent before the crash
+        stopped_s = time.monotonic() - down_at
         await wait_until(lambda: refused_some(outcomes), within=30)  # the intake noticed: 503s
         await cl.stores.start_redis()
         outage_s = time.monotonic() - down_at
@@ -120,7 +123,8 @@ async def test_redis_restarted_mid_stream_keeps_every_accepted_event(cl: Cluster
     report(
         f"redis {crash}",
         accepted_before_crash=len(before),
-        outage_s=f"{outage_s:.1f}",
+        stop_s=f"{stopped_s:.2f}",
+        outage_s=f"{outage_s:.2f}",
         refused_then_redelivered=refused_during,
         codes=dict(outcomes.codes),
         transport_errors=outcomes.transport_errors,
