@@ -156,3 +156,21 @@ async def test_warm_compression_trains_a_dictionary_per_source(rt: Runtime, tena
         if cursor == 0:
             break
     assert warm_total < raw_total * 0.3, (warm_total, raw_total)
+
+
+async def test_memory_pressure_demotes_hot_contexts_early(rt: Runtime, tenant: str) -> None:
+    service = MemoryService(rt)
+    ctx_id = await _seed(service, tenant, n=2)
+    lifecycle = Lifecycle(rt)
+    assert (await lifecycle.run_pass()).to_warm == 0  # fresh: stays hot
+    used = int((await rt.redis.info("memory"))["used_memory"])
+    await rt.redis.config_set("maxmemory", str(used * 2))
+    try:
+        for i in range(15):  # ~85% full: under pressure (small values: a big one needs 2x to arrive)
+            await rt.redis.set(f"hl:test:ballast:{i}", b"x" * int(used * 0.05))
+        report = await lifecycle.run_pass()
+    finally:
+        await rt.redis.config_set("maxmemory", "0")
+        await rt.redis.delete(*[f"hl:test:ballast:{i}" for i in range(15)])
+    assert report.pressure and report.to_warm == 1
+    assert (await service.get_context(tenant, ctx_id)).head.tier == "warm"
