@@ -4,15 +4,17 @@ PostgreSQL and the file blob store."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from memory import keys
 from memory.lifecycle import Lifecycle
-from memory.runtime import Runtime
+from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
 from memory.tiers import document
 from tests.fixtures.github_examples import fixture_names, load_fixture
+from tests.conftest import make_settings
 from tests.helpers import make_event
 
 HOUR = timedelta(hours=1)
@@ -174,3 +176,30 @@ async def test_memory_pressure_demotes_hot_contexts_early(rt: Runtime, tenant: s
         await rt.redis.delete(*[f"hl:test:ballast:{i}" for i in range(15)])
     assert report.pressure and report.to_warm == 1
     assert (await service.get_context(tenant, ctx_id)).head.tier == "warm"
+
+
+async def test_the_cold_tier_archives_to_s3(
+    machine_rt: Runtime, tenant: str, tmp_root: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="hookline-cold")
+    settings = make_settings(
+        tmp_root, machine_rt.redis_url, machine_rt.database_url,
+        HOOKLINE_BLOB_URL="s3://hookline-cold/archive", HOOKLINE_S3_ENDPOINT_URL=moto_endpoint,
+    )  # fmt: skip
+    async with open_runtime(settings, migrate=False) as rt:
+        service = MemoryService(rt)
+        ctx_id = await _seed(service, tenant, n=2)
+        updated = (await service.get_context(tenant, ctx_id)).head.updated_at
+        now = datetime.now(UTC)
+        await Lifecycle(rt).run_pass(now + 10 * HOUR)
+        assert (await Lifecycle(rt).run_pass(now + 200 * HOUR)).to_cold == 1
+        listed = s3.list_objects_v2(Bucket="hookline-cold", Prefix="archive/contexts/")["Contents"]
+        # dated by the context's last update (the payload's own time), as contexts/YYYY/MM/DD/<id>
+        assert [o["Key"] for o in listed] == [f"archive/contexts/{updated:%Y/%m/%d}/{ctx_id}.json.zst"]
+        restored = await service.get_context(tenant, ctx_id, restore=True)
+        assert sorted(e.id for e in restored.events) == ["gh:p0", "gh:p1"]
