@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from memory import keys
 from memory.errors import NotFound, StoreUnavailable
+from memory.metrics import TIER_CONTEXTS, TRANSITIONS, WARM_RATIO
 from memory.models import Context
 from memory.runtime import Runtime, pg_connection
 from memory.tiers import cold, document
@@ -44,6 +45,8 @@ class PassReport:
     skipped: int = 0
     dictionaries: list[int] = field(default_factory=list)
     pressure: bool = False
+    raw_bytes: int = 0  # of the contexts demoted to warm in this pass
+    warm_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,8 +67,18 @@ class Lifecycle:
             await self._hot_to_warm(row, report)
         for row in await self._candidates("warm", self.rt.settings.warm_ttl_s, now, ignore_idle=False):
             await self._warm_to_cold(row, now, report)
+        await self._count_tiers()
+        if report.raw_bytes:
+            WARM_RATIO.set(report.warm_bytes / report.raw_bytes)
         log.info("lifecycle.pass", **report.as_dict())
         return report
+
+    async def _count_tiers(self) -> None:
+        async with pg_connection(self.rt.db) as conn:
+            rows = await (await conn.execute("SELECT tier, count(*) FROM contexts GROUP BY tier")).fetchall()
+        counts = {tier: 0 for tier in ("hot", "warm", "cold")} | {tier: int(n) for tier, n in rows}
+        for tier, n in counts.items():
+            TIER_CONTEXTS.labels(tier=tier).set(n)
 
     async def _candidates(
         self, tier: str, ttl_s: int, now: datetime, ignore_idle: bool
@@ -107,6 +120,9 @@ class Lifecycle:
             return
         await self._set_tier(tenant, ctx_id, "warm")
         report.to_warm += 1
+        report.raw_bytes += len(raw)
+        report.warm_bytes += len(blob)
+        TRANSITIONS.labels(source="hot", target="warm").inc()
 
     async def _dictionary(self, source: str, sample: bytes, report: PassReport) -> int:
         """The source's current dictionary, (re)trained from the contexts being demoted."""
@@ -141,6 +157,7 @@ class Lifecycle:
             return
         await self._set_tier(tenant, ctx_id, "cold", archive_key=key)
         report.to_cold += 1
+        TRANSITIONS.labels(source="warm", target="cold").inc()
 
     async def _set_tier(
         self, tenant: str, ctx_id: str, tier: str | None, archive_key: str | None = None
@@ -169,6 +186,7 @@ class Lifecycle:
         _, events = document.decode(raw)
         if await self.hot.promote(tenant, ctx_id, tier, events):
             await self._set_tier(tenant, ctx_id, "hot")
+            TRANSITIONS.labels(source=tier, target="hot").inc()
         return tier
 
     async def rewarm(self, tenant: str, ctx_id: str) -> bool:
@@ -182,6 +200,7 @@ class Lifecycle:
         if not await self.hot.cold_to_warm(tenant, ctx_id, blob, dict_id):
             return False
         await self._set_tier(tenant, ctx_id, "warm")
+        TRANSITIONS.labels(source="cold", target="warm").inc()
         return True
 
     async def _document(self, tenant: str, ctx_id: str, head: dict[str, str], blob: bytes | None) -> bytes:
