@@ -146,7 +146,7 @@ class UpdateHub:
                 log.warning("updates.reader_failed", error=str(exc), failures=failures)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await anyio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.1 * 2**failures)))
 
     def _on_message(self, channel: Any, data: Any) -> None:

@@ -106,3 +106,11 @@ def zstd_samples_since_training(source: str) -> str:
 def zstd_sample_pool(source: str) -> str:
     """List: recent context documents of this source, the training set of its next dictionary."""
     return f"{ROOT}:zdict-pool:{source}"
+
+
+def embedding_cache(name: str, digest: str) -> str:
+    """String: a cached embedding (float32 bytes) of the text whose sha256 is ``digest``.
+
+    Untagged on purpose: the cache spreads over every Cluster slot (it is read with pipelines).
+    """
+    return f"{ROOT}:emb:{name}:{digest}"

@@ -234,7 +234,8 @@ async def touch(rt: Runtime, tenant: str, ids: Sequence[str], now: datetime | No
     try:
         async with pg_connection(rt.db) as conn:
             await conn.execute(
-                "UPDATE contexts SET last_access_at = %s WHERE tenant = %s AND id = ANY(%s)",
+                "UPDATE contexts SET last_access_at = %s, access_count = access_count + 1 "
+                "WHERE tenant = %s AND id = ANY(%s)",
                 (now or datetime.now(UTC), tenant, list(ids)),
             )
     except (StoreUnavailable, psycopg.Error) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import anyio
@@ -29,6 +29,9 @@ from memory.errors import ConfigError, StoreUnavailable
 from memory.settings import Settings
 from memory.tiers.blobstore import BlobStore, open_blobstore
 
+if TYPE_CHECKING:
+    from memory.embed import Embedder
+
 log = structlog.get_logger(__name__)
 
 Redis = aioredis.Redis
@@ -42,6 +45,7 @@ class Runtime:
     blobs: BlobStore
     redis_url: str
     database_url: str
+    embedder: Embedder | None = None  # None: search runs on full text alone
 
 
 def connect_redis(url: str) -> Redis:

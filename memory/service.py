@@ -6,7 +6,6 @@ by the tenant the caller was authenticated as.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ import psycopg
 import redis.asyncio as aioredis
 import structlog
 
-from memory import keys
+from memory import keys, search
+from memory.compose import Composition, compose
 from memory.errors import InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
 from memory.lifecycle import Lifecycle, touch
@@ -31,8 +31,6 @@ from memory.tiers.hot import HotTier, HotWrite
 log = structlog.get_logger(__name__)
 
 MAX_LIMIT = 100
-# Recency half-life for ranking: a context untouched for this long counts half as "recent".
-RECENCY_HALF_LIFE_H = 72.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +58,7 @@ class MemoryService:
         self.rt = rt
         self.hot = HotTier(rt.redis)
         self.lifecycle = Lifecycle(rt)
+        self._vectors: bool | None = None  # does this PostgreSQL have the embedding column?
 
     # -- writes (workers only) -------------------------------------------------------------
 
@@ -228,25 +227,44 @@ class MemoryService:
         source: str | None = None,
         since: datetime | None = None,
         now: datetime | None = None,
+        tier: str | None = None,
     ) -> list[SearchHit]:
+        """Hybrid search (full text + vectors, fused by rank), ranked by relevance, recency,
+        importance and access; every hit carries its score breakdown."""
         _check_limit(limit)
         if len(query) > 2000:
             raise InvalidArgument("query is longer than 2000 characters")
+        if tier is not None and tier not in ("hot", "warm", "cold"):
+            raise InvalidArgument("tier must be hot, warm or cold")
         now = now or datetime.now(UTC)
+        filters = search.Filters(source, since, tier)
+        vector = await self._query_vector(query)
         async with self._conn() as conn:
-            matches = await index.search_text(conn, tenant, query, max(limit * 3, 30), source, since)
-        hits = [self._score(match, query, now) for match in matches]
-        hits.sort(key=lambda hit: (-hit.score, hit.context.id))
-        return hits[:limit]
+            text_rows = await search.text_candidates(conn, tenant, query, filters)
+            vector_rows = await search.vector_candidates(conn, tenant, vector, filters) if vector else []
+        return search.rank(text_rows, vector_rows, query, now, limit)
 
-    def _score(self, match: index.TextMatch, query: str, now: datetime) -> SearchHit:
-        age_h = max(0.0, (now - match.context.updated_at).total_seconds() / 3600)
-        recency = math.pow(0.5, age_h / RECENCY_HALF_LIFE_H)
-        text = match.rank
-        importance = match.context.importance
-        score = (text if query.strip() else 1.0) * (0.6 + 0.4 * recency) * (0.75 + 0.5 * importance)
-        breakdown = {"text": round(text, 6), "recency": round(recency, 6), "importance": round(importance, 4)}
-        return SearchHit(match.context, round(score, 6), breakdown, _snippet(match.body, query))
+    async def _query_vector(self, query: str) -> list[float] | None:
+        embedder = self.rt.embedder
+        if embedder is None or not query.strip():
+            return None
+        if self._vectors is None:
+            async with self._conn() as conn:
+                self._vectors = await search.has_vectors(conn)
+        if not self._vectors:
+            return None
+        return (await embedder.embed([query]))[0]
+
+    async def compose_context(self, tenant: str, query: str, max_tokens: int) -> Composition:
+        """The most useful context for ``query`` within ``max_tokens``: the best in full, the rest as
+        summaries, every piece citing its context id."""
+        if max_tokens < 50 or max_tokens > 200_000:
+            raise InvalidArgument("max_tokens must be between 50 and 200000")
+        hits = await self.search_context(tenant, query, limit=20)
+        full = {}
+        for hit in hits[:5]:
+            full[hit.context.id] = await self.get_context(tenant, hit.context.id)
+        return compose(hits, full, max_tokens)
 
     async def recent_events(
         self,
@@ -262,13 +280,3 @@ class MemoryService:
 
     def _conn(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         return pg_connection(self.rt.db)
-
-
-def _snippet(body: str, query: str, width: int = 240) -> str:
-    terms = [term.lower() for term in query.split() if len(term) > 2]
-    lines = body.splitlines()
-    for line in reversed(lines):
-        lowered = line.lower()
-        if any(term in lowered for term in terms):
-            return line[:width]
-    return lines[-1][:width] if lines else ""

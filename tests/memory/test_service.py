@@ -33,7 +33,9 @@ async def test_events_become_a_searchable_readable_context(rt: Runtime, tenant: 
     assert len(hits) == 1
     hit = hits[0]
     assert hit.context.event_count == 2 and hit.context.tier == "hot"
-    assert set(hit.breakdown) == {"text", "recency", "importance"} and hit.score > 0
+    assert {"relevance", "recency", "importance", "access", "text_rank"} <= set(
+        hit.breakdown
+    ) and hit.score > 0
 
     ctx = await service.get_context(tenant, hit.context.id)
     assert [e.id for e in ctx.events] == ["gh:opened", "gh:closed"]
