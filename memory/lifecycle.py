@@ -23,7 +23,9 @@ from memory import keys
 from memory.errors import NotFound, StoreUnavailable
 from memory.metrics import TIER_CONTEXTS, TRANSITIONS, WARM_RATIO
 from memory.models import Context
+from memory.rollups import missing_days, roll_up
 from memory.runtime import Runtime, pg_connection
+from memory.summarize import ExtractiveSummarizer, make_summarizer
 from memory.tiers import cold, document
 from memory.tiers.hot import HotTier
 from memory.tiers.warm import WarmCodec
@@ -45,6 +47,7 @@ class PassReport:
     skipped: int = 0
     dictionaries: list[int] = field(default_factory=list)
     pressure: bool = False
+    rollups: int = 0
     raw_bytes: int = 0  # of the contexts demoted to warm in this pass
     warm_bytes: int = 0
 
@@ -57,6 +60,7 @@ class Lifecycle:
         self.rt = rt
         self.hot = HotTier(rt.redis)
         self.codec = WarmCodec(rt.redis)
+        self.summarizer = make_summarizer(rt.settings.summarizer, rt.settings.anthropic_api_key)
 
     async def run_pass(self, now: datetime | None = None) -> PassReport:
         now = now or datetime.now(UTC)
@@ -67,6 +71,8 @@ class Lifecycle:
             await self._hot_to_warm(row, report)
         for row in await self._candidates("warm", self.rt.settings.warm_ttl_s, now, ignore_idle=False):
             await self._warm_to_cold(row, now, report)
+        for day in await missing_days(self.rt, now.date()):
+            report.rollups += await roll_up(self.rt, day)
         await self._count_tiers()
         if report.raw_bytes:
             WARM_RATIO.set(report.warm_bytes / report.raw_bytes)
@@ -152,25 +158,41 @@ class Lifecycle:
         raw = await self.codec.decompress(int(head.get("warm_dict", 0)), blob)
         key = cold.archive_key(tenant, ctx_id, row["updated_at"])
         await cold.archive(self.rt.blobs, key, raw)
+        summary = await self._summarize(tenant, ctx_id, raw)
         if not await self.hot.to_cold(tenant, ctx_id, len(blob), key):
             report.skipped += 1
             return
-        await self._set_tier(tenant, ctx_id, "cold", archive_key=key)
+        await self._set_tier(tenant, ctx_id, "cold", archive_key=key, summary=summary)
         report.to_cold += 1
         TRANSITIONS.labels(source="warm", target="cold").inc()
 
+    async def _summarize(self, tenant: str, ctx_id: str, raw: bytes) -> str:
+        """The cold tier's summary; a failing model falls back to the extractive one."""
+        head, events = document.decode(raw)
+        ctx = document.to_context(tenant, ctx_id, head, events)
+        try:
+            return await self.summarizer.summarize(ctx)
+        except StoreUnavailable as exc:
+            log.warning("lifecycle.summary_fallback", summarizer=self.summarizer.name, error=str(exc))
+            return await ExtractiveSummarizer().summarize(ctx)
+
     async def _set_tier(
-        self, tenant: str, ctx_id: str, tier: str | None, archive_key: str | None = None
+        self,
+        tenant: str,
+        ctx_id: str,
+        tier: str | None,
+        archive_key: str | None = None,
+        summary: str | None = None,
     ) -> int:
         if tier is None:
             return 0  # Redis has no such context: nothing to align with
         sql = """
             UPDATE contexts SET tier = %s, tier_changed_at = now(),
-                   archive_key = coalesce(%s, archive_key)
+                   archive_key = coalesce(%s, archive_key), summary = coalesce(%s, summary)
             WHERE tenant = %s AND id = %s AND tier <> %s
         """
         async with pg_connection(self.rt.db) as conn:
-            cursor = await conn.execute(sql, (tier, archive_key, tenant, ctx_id, tier))
+            cursor = await conn.execute(sql, (tier, archive_key, summary, tenant, ctx_id, tier))
         return cursor.rowcount
 
     # -- back up the tiers -----------------------------------------------------------------

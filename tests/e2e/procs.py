@@ -287,7 +287,9 @@ class Delivery:
         return context_id(TENANT, self.subject)
 
 
-def issue_comments(count: int, issues: int = 50, run: str = "", sources: Sequence[str] = SOURCES) -> list[Delivery]:
+def issue_comments(
+    count: int, issues: int = 50, run: str = "", sources: Sequence[str] = SOURCES
+) -> list[Delivery]:
     """``count`` comments, round-robin over the sources, on ``issues`` issues per source (so
     ``len(sources) * issues`` contexts)."""
     run = run or secrets.token_hex(4)
@@ -400,7 +402,9 @@ async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, connect_timeout=5
+    ) as conn:
         return await (await conn.execute(sql)).fetchall()
 
 
@@ -484,7 +488,9 @@ async def in_flight(redis_url: str, partitions: int = PARTITIONS) -> int:
     async with redis_client(redis_url) as redis:
         for partition in range(partitions):
             with contextlib.suppress(ResponseError):  # no stream yet
-                total += sum(int(i["pending"]) for i in await redis.xinfo_groups(keys.events_stream(partition)))
+                total += sum(
+                    int(i["pending"]) for i in await redis.xinfo_groups(keys.events_stream(partition))
+                )
     return total
 
 
@@ -551,7 +557,9 @@ async def assert_applied_exactly_once(cl: Cluster, expected: set[str]) -> None:
     assert not wrong, f"contexts whose event_count is not their events' count: {list(wrong.items())[:5]}"
     hot = await hot_contexts(redis_url)
     wrong = {ctx: n for ctx, n in hot.items() if n[0] != n[1]}
-    assert not wrong, f"hot contexts whose event_count is not their events hash's size: {list(wrong.items())[:5]}"
+    assert not wrong, (
+        f"hot contexts whose event_count is not their events hash's size: {list(wrong.items())[:5]}"
+    )
     assert sum(n for n, _ in hot.values()) == len(expected), "hot-tier event counts do not add up"
     differ = {c: (hot.get(c, (0, 0))[0], index.get(c, (0, 0))[1]) for c in hot.keys() | index.keys()
               if hot.get(c, (0, 0))[0] != index.get(c, (0, 0))[1]}  # fmt: skip
