@@ -94,7 +94,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="only the default db is flushed")
     parser.add_argument("--database-url", default="", help="default: embedded PostgreSQL in a temp dir")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if min(args.contexts, args.iterations, args.restores) < 1:
+        parser.error("--contexts, --iterations and --restores must be at least 1")
+    return args
 
 
 # -- the workload ----------------------------------------------------------------------------------
@@ -464,6 +467,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         dict_ids = {s.warm_dict for s in sizes.values()} | set(to_warm.dictionaries)
         dict_sizes = {d: int(await rt.redis.strlen(keys.zstd_dictionary(d))) for d in dict_ids if d}
         runtime_info = await describe(rt, args)
+        if args.redis_url == DEFAULT_REDIS:
+            await rt.redis.flushdb()  # tens of MB (the sample pool, the baseline copies): not left behind
 
     print_report(args, len(examples), len(found), dropped, len(events), ingest_s, runtime_info)
     print_sizes(sizes)

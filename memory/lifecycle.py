@@ -9,6 +9,7 @@ brought in line with Redis (which holds the data) whenever they disagree.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,8 @@ BATCH = 200
 IMPORTANCE_STRETCH = 2.0
 PRESSURE = 0.8  # share of maxmemory above which hot contexts are demoted early
 RETRAIN_EVERY = 500  # contexts demoted per source between dictionary retrainings
+POOL_SAMPLES = 200  # training set per source (bounded: it lives in Redis)
+SAMPLE_BYTES = 16 * 1024
 
 
 @dataclass
@@ -94,7 +97,7 @@ class Lifecycle:
             "< %(now)s - make_interval(secs => %(ttl)s * (1 + %(stretch)s * importance))"
         )  # fmt: skip
         sql = f"""
-            SELECT tenant, id, source, updated_at FROM contexts
+            SELECT tenant, id, source, created_at, updated_at, archive_key FROM contexts
             WHERE tier = %(tier)s AND NOT pinned {idle}
             ORDER BY greatest(touched_at, coalesce(last_access_at, touched_at)) LIMIT %(limit)s
         """
@@ -135,8 +138,8 @@ class Lifecycle:
         redis = self.rt.redis
         samples_key = keys.zstd_sample_pool(source)
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(samples_key, sample[:65536])
-            pipe.ltrim(samples_key, 0, 999)
+            pipe.lpush(samples_key, sample[:SAMPLE_BYTES])
+            pipe.ltrim(samples_key, 0, POOL_SAMPLES - 1)
             pipe.incr(keys.zstd_samples_since_training(source))
             _, _, seen = await pipe.execute()
         current = await self.codec.current(source)
@@ -156,13 +159,16 @@ class Lifecycle:
             report.repaired += await self._set_tier(tenant, ctx_id, tier)
             return
         raw = await self.codec.decompress(int(head.get("warm_dict", 0)), blob)
-        key = cold.archive_key(tenant, ctx_id, row["updated_at"])
+        key = cold.archive_key(tenant, ctx_id, row["created_at"])
         await cold.archive(self.rt.blobs, key, raw)
         summary = await self._summarize(tenant, ctx_id, raw)
-        if not await self.hot.to_cold(tenant, ctx_id, len(blob), key):
+        if not await self.hot.to_cold(tenant, ctx_id, hashlib.sha1(blob).hexdigest(), key):
             report.skipped += 1
             return
         await self._set_tier(tenant, ctx_id, "cold", archive_key=key, summary=summary)
+        previous = row.get("archive_key")
+        if previous and previous != key:  # an older archive of this context: superseded
+            await self.rt.blobs.delete(previous)
         report.to_cold += 1
         TRANSITIONS.labels(source="warm", target="cold").inc()
 

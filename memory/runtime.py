@@ -130,6 +130,14 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         blobs = open_blobstore(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
         stack.push_async_callback(blobs.aclose)
 
+        embedder: Embedder | None = None
+        if settings.embedder != "none":
+            from memory.embed import CachedEmbedder, make_embedder  # onnxruntime loads lazily anyway
+
+            inner = make_embedder(settings.embedder, api_key=settings.embedder_api_key)
+            embedder = CachedEmbedder(inner, client, settings.embed_cache_ttl_s)
+            stack.push_async_callback(embedder.aclose)
+
         log.info("runtime.open", redis=_redact(redis_url), database=_redact(database_url))
         yield Runtime(
             settings=settings,
@@ -138,6 +146,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
             blobs=blobs,
             redis_url=redis_url,
             database_url=database_url,
+            embedder=embedder,
         )
 
 

@@ -95,7 +95,23 @@ class MemoryService:
         plans, rejected = self._plans(events)
         async with self._conn() as conn:
             await index.upsert(conn, [row for _, row in plans])
+            await self._embed(conn, sorted({(row.tenant, row.context_id) for _, row in plans}))
         return rejected
+
+    async def _embed(self, conn: psycopg.AsyncConnection[Any], contexts: Sequence[tuple[str, str]]) -> None:
+        """Refresh the embeddings of the contexts this batch changed (once each: coalesced)."""
+        embedder = self.rt.embedder
+        if embedder is None or not contexts:
+            return
+        if self._vectors is None:
+            self._vectors = await search.has_vectors(conn)
+        if not self._vectors:
+            return
+        texts = await index.embedding_texts(conn, contexts)
+        vectors = await embedder.embed([texts[c] for c in contexts])
+        await index.store_embeddings(
+            conn, [(c, search.to_pgvector(v)) for c, v in zip(contexts, vectors, strict=True)]
+        )
 
     def _plans(
         self, events: Sequence[Event]
@@ -179,10 +195,10 @@ class MemoryService:
             found = await self.lifecycle.read(tenant, ctx_id, restore=False)
         except aioredis.RedisError as exc:
             raise StoreUnavailable(f"cannot read Redis: {exc}") from exc
-        if found is not None:
-            await touch(self.rt, tenant, [ctx_id])
-            return found
-        return await self._from_index(tenant, ctx_id)
+        if found is None:
+            found = await self._from_index(tenant, ctx_id)
+        await touch(self.rt, tenant, [ctx_id])
+        return found
 
     async def get_contexts(self, tenant: str, ids: Sequence[str], restore: bool = False) -> list[Context]:
         """Batch retrieval (historical analysis); ids that do not exist are left out."""

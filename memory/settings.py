@@ -42,6 +42,8 @@ class Settings:
     warm_ttl_s: int
     retention_s: int
     embedder: str
+    embedder_api_key: str | None
+    embed_cache_ttl_s: int
     summarizer: str
     log_level: str
     log_json: bool | None  # None: JSON unless stderr is a TTY
@@ -126,6 +128,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         warm_ttl_s=_duration(environ, "WARM_TTL", 24 * 3600),
         retention_s=_duration(environ, "RETENTION", 365 * 86400),
         embedder=_optional(environ, "EMBEDDER") or "local",
+        embedder_api_key=_optional(environ, "EMBEDDER_API_KEY"),
+        embed_cache_ttl_s=_duration(environ, "EMBED_CACHE_TTL", 7 * 86400),
         summarizer=_optional(environ, "SUMMARIZER") or "extractive",
         log_level=(_optional(environ, "LOG_LEVEL") or "info").upper(),
         log_json=None if log_json_raw is None else log_json_raw.lower() in ("1", "true", "yes"),

@@ -65,10 +65,11 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
-# Warm to cold, only if the warm blob is still the one archived (same length and dictionary).
+# Warm to cold, only if the warm blob is still the one archived (same SHA-1).
 _TO_COLD = """
 if redis.call('HGET', KEYS[1], 'tier') ~= 'warm' then return 0 end
-if redis.call('STRLEN', KEYS[3]) ~= tonumber(ARGV[1]) then return 0 end
+local blob = redis.call('GET', KEYS[3])
+if (not blob) or redis.sha1hex(blob) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], 'tier', 'cold', 'archive_key', ARGV[2])
 redis.call('HDEL', KEYS[1], 'warm_dict', 'warm_bytes')
@@ -185,8 +186,8 @@ class HotTier:
         )
         return bool(result)
 
-    async def to_cold(self, tenant: str, context_id: str, warm_bytes: int, archive_key: str) -> bool:
-        result = await self._to_cold(keys=self._keys(tenant, context_id), args=[warm_bytes, archive_key])
+    async def to_cold(self, tenant: str, context_id: str, warm_sha1: str, archive_key: str) -> bool:
+        result = await self._to_cold(keys=self._keys(tenant, context_id), args=[warm_sha1, archive_key])
         return bool(result)
 
     async def cold_to_warm(self, tenant: str, context_id: str, blob: bytes, dict_id: int) -> bool:

@@ -219,3 +219,28 @@ async def recent_events(
         await cur.execute(sql, params)
         rows = await cur.fetchall()
     return [RecentEvent(**row) for row in rows]
+
+
+async def embedding_texts(
+    conn: AsyncConnection[Any], contexts: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """What a context's embedding is made of: title, subject, summary and its newest event lines."""
+    texts: dict[tuple[str, str], str] = dict.fromkeys(contexts, "")
+    sql = "SELECT title, subject, summary, body FROM contexts WHERE tenant = %s AND id = %s"
+    async with conn.cursor() as cur:
+        for tenant, ctx_id in contexts:
+            await cur.execute(sql, (tenant, ctx_id))
+            row = await cur.fetchone()
+            if row is not None:
+                title, subject, summary, body = row
+                tail = "\n".join(body.splitlines()[-8:])
+                texts[(tenant, ctx_id)] = f"{title}\n{subject}\n{summary}\n{tail}"
+    return texts
+
+
+async def store_embeddings(conn: AsyncConnection[Any], rows: Sequence[tuple[tuple[str, str], str]]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE contexts SET embedding = %s::vector, embedded_at = now() WHERE tenant = %s AND id = %s",
+            [(vector, tenant, ctx_id) for (tenant, ctx_id), vector in rows],
+        )

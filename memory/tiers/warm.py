@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import anyio
 import redis.asyncio as aioredis
 import structlog
 import zstandard
@@ -49,7 +50,10 @@ class WarmCodec:
             return 0
         size = min(DICT_SIZE, max(4096, sum(len(s) for s in samples) // 10))
         try:
-            trained = zstandard.train_dictionary(size, list(samples), level=LEVEL)
+            # Training takes up to seconds of CPU: off the event loop, which serves intake too.
+            trained = await anyio.to_thread.run_sync(
+                lambda: zstandard.train_dictionary(size, list(samples), level=LEVEL)
+            )
         except zstandard.ZstdError as exc:
             log.warning("warm.train_failed", source=source, samples=len(samples), error=str(exc))
             return 0

@@ -515,6 +515,19 @@ async def drained(redis_url: str, partitions: int = PARTITIONS) -> bool:
     return True
 
 
+async def drain(cl: Cluster, within: float = 180) -> None:
+    """Wait until every group has applied and acknowledged everything; if that does not happen,
+    fail with what the groups, the retry sets and the servers' logs say."""
+    try:
+        await wait_until(lambda: drained(cl.stores.redis_url), within=within)
+    except TimeoutError:
+        state = await groups(cl.stores.redis_url)
+        retrying = await retries_scheduled(cl.stores.redis_url)
+        raise AssertionError(
+            f"not drained within {within} s: {state}; retries {retrying}\n{cl.logs()}"
+        ) from None
+
+
 async def dead_letters(redis_url: str) -> list[dict[str, str]]:
     async with redis_client(redis_url) as redis:
         entries = await redis.xrange(keys.dead_letters())

@@ -9,15 +9,12 @@ every event that got a 202 must be in the ledger, the events table and the hot t
 
 from __future__ import annotations
 
-import re
-import signal
 import time
-from functools import partial
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 
 from tests.e2e import procs
@@ -73,7 +70,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice
         await worker.start()
         restarted_s = time.monotonic() - killed_at
     assert outcomes.codes == {202: 10_000}, outcomes.codes
-    await wait_until(lambda: procs.drained(cl.stores.redis_url), within=180)
+    await procs.drain(cl)
     recovery_s = time.monotonic() - killed_at
     in_hand = {group: state.pending for group, state in left.items()}
     report(
@@ -119,7 +116,7 @@ async def test_redis_restarted_mid_stream_keeps_every_accepted_event(cl: Cluster
         outage_s = time.monotonic() - down_at
     refused_during = len(outcomes.refused)
     await redeliver(api.url, cl.secret, outcomes)
-    await wait_until(lambda: procs.drained(cl.stores.redis_url), within=180)
+    await procs.drain(cl)
     report(
         f"redis {crash}",
         accepted_before_crash=len(before),

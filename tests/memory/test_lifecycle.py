@@ -13,8 +13,8 @@ from memory.lifecycle import Lifecycle
 from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
 from memory.tiers import document
-from tests.fixtures.github_examples import fixture_names, load_fixture
 from tests.conftest import make_settings
+from tests.fixtures.github_examples import fixture_names, load_fixture
 from tests.helpers import make_event
 
 HOUR = timedelta(hours=1)

@@ -1,0 +1,57 @@
+"""Hybrid search on the embedded PostgreSQL (pgvector) with the real local embedder."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from memory.runtime import Runtime, open_runtime
+from memory.service import MemoryService
+from tests.conftest import make_settings
+from tests.fixtures.github_examples import load_fixture
+from tests.helpers import flush_redis, make_event
+
+
+@pytest.fixture
+async def vrt(tmp_root: Path, machine_redis_url: str, embedded_database_url: str) -> AsyncIterator[Runtime]:
+    settings = make_settings(tmp_root, machine_redis_url, embedded_database_url)
+    async with open_runtime(settings, migrate=False) as runtime:
+        await flush_redis(runtime.redis)
+        async with runtime.db.connection() as conn:
+            await conn.execute("TRUNCATE events, contexts, ledger, rollups")
+        yield runtime
+
+
+def _issue(number: int, title: str, body: str) -> dict[str, object]:
+    payload = copy.deepcopy(load_fixture("issues_opened"))
+    payload["issue"]["number"] = number
+    payload["issue"]["title"] = title
+    payload["issue"]["body"] = body
+    return payload
+
+
+async def test_vectors_find_what_words_miss_and_hits_explain_themselves(vrt: Runtime, tenant: str) -> None:
+    service = MemoryService(vrt)
+    issues = [
+        (1, "Checkout page crashes when the card is declined", "Customers see a 500 after a declined card."),
+        (2, "Update README badges", "The CI badge points at the old pipeline."),
+        (3, "Dark mode colours are too faint", "Contrast in dark mode fails accessibility checks."),
+    ]
+    await service.apply_events(
+        [make_event(tenant, "issues", _issue(n, t, b), f"gh:h{n}") for n, t, b in issues]
+    )
+    async with vrt.db.connection() as conn:
+        row = await (
+            await conn.execute("SELECT count(*) FROM contexts WHERE embedding IS NOT NULL")
+        ).fetchone()
+    assert row == (3,)
+    # No word in common with issue 1's title; only meaning connects them.
+    hits = await service.search_context(tenant, "payment failure at purchase", limit=3)
+    assert hits[0].context.title.endswith("Checkout page crashes when the card is declined")
+    assert "similarity" in hits[0].breakdown and hits[0].breakdown["similarity"] > 0.2
+    keyword = await service.search_context(tenant, "README badges", limit=3)
+    assert keyword[0].context.title.endswith("Update README badges")
+    assert keyword[0].breakdown["text_rank"] > 0 and keyword[0].breakdown["relevance"] > 0.5
