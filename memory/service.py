@@ -17,7 +17,7 @@ import psycopg
 import redis.asyncio as aioredis
 import structlog
 
-from memory import keys, search
+from memory import keys, links, search
 from memory.compose import Composition, compose
 from memory.errors import InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
@@ -112,6 +112,7 @@ class MemoryService:
         await index.store_embeddings(
             conn, [(c, search.to_pgvector(v)) for c, v in zip(contexts, vectors, strict=True)]
         )
+        await links.link_near_duplicates(conn, contexts)
 
     def _plans(
         self, events: Sequence[Event]
@@ -199,6 +200,11 @@ class MemoryService:
             found = await self._from_index(tenant, ctx_id)
         await touch(self.rt, tenant, [ctx_id])
         return found
+
+    async def related(self, tenant: str, ctx_id: str) -> list[tuple[str, float]]:
+        """Near-duplicate contexts linked to this one (semantic dedup links, never merges)."""
+        async with self._conn() as conn:
+            return await links.related(conn, tenant, ctx_id)
 
     async def get_contexts(self, tenant: str, ids: Sequence[str], restore: bool = False) -> list[Context]:
         """Batch retrieval (historical analysis); ids that do not exist are left out."""

@@ -119,7 +119,7 @@ def make_settings(tmp_root: Path, redis_url: str, database_url: str, **extra: st
 async def _reset(rt: Runtime) -> None:
     await flush_redis(rt.redis)
     async with rt.db.connection() as conn:
-        await conn.execute("TRUNCATE events, contexts, sources, api_tokens, ledger, rollups")
+        await conn.execute("TRUNCATE events, contexts, sources, api_tokens, ledger, rollups, context_links")
 
 
 @pytest.fixture

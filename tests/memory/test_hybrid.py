@@ -21,7 +21,7 @@ async def vrt(tmp_root: Path, machine_redis_url: str, embedded_database_url: str
     async with open_runtime(settings, migrate=False) as runtime:
         await flush_redis(runtime.redis)
         async with runtime.db.connection() as conn:
-            await conn.execute("TRUNCATE events, contexts, ledger, rollups")
+            await conn.execute("TRUNCATE events, contexts, ledger, rollups, context_links")
         yield runtime
 
 
@@ -55,3 +55,31 @@ async def test_vectors_find_what_words_miss_and_hits_explain_themselves(vrt: Run
     keyword = await service.search_context(tenant, "README badges", limit=3)
     assert keyword[0].context.title.endswith("Update README badges")
     assert keyword[0].breakdown["text_rank"] > 0 and keyword[0].breakdown["relevance"] > 0.5
+
+
+async def test_near_duplicates_are_linked_never_merged_and_do_not_snowball(vrt: Runtime, tenant: str) -> None:
+    """A chain of gradually drifting contexts: each is close to its neighbours. A merging dedup
+    would fold the whole chain into one "mega-memory"; linking keeps every context and its facts."""
+    service = MemoryService(vrt)
+    base = "Nightly deploy to production fails at the database migration step"
+    drift = ["", " again", " again today", " again today on staging", " again today on staging too",
+             " again today on staging too, same error", " again today on staging too, same error, rollback"]  # fmt: skip
+    events = [make_event(tenant, "issues", _issue(900 + i, base + tail, "Same as before."), f"gh:d{i}")
+              for i, tail in enumerate(drift)]  # fmt: skip
+    events.append(
+        make_event(tenant, "issues", _issue(999, "Add a dark mode toggle", "UI request."), "gh:other")
+    )
+    await service.apply_events(events)
+    hits = await service.search_context(tenant, "", limit=20)
+    assert len(hits) == len(drift) + 1  # every context survives, with its own single event
+    assert all(hit.context.event_count == 1 for hit in hits)
+    by_title = {hit.context.title.split(" ", 1)[1]: hit.context.id for hit in hits}
+    first = await service.related(tenant, by_title[base])
+    assert first and all(similarity >= 0.92 for _, similarity in first)
+    assert len(first) <= 5  # bounded fan-out
+    assert await service.related(tenant, by_title["Add a dark mode toggle"]) == []  # unrelated: no link
+    async with vrt.db.connection() as conn:
+        row = await (
+            await conn.execute("SELECT count(*) FROM events WHERE tenant = %s", (tenant,))
+        ).fetchone()
+    assert row == (len(events),)  # no fact lost
