@@ -62,8 +62,15 @@ async def test_near_duplicates_are_linked_never_merged_and_do_not_snowball(vrt: 
     would fold the whole chain into one "mega-memory"; linking keeps every context and its facts."""
     service = MemoryService(vrt)
     base = "Nightly deploy to production fails at the database migration step"
-    drift = ["", " again", " again today", " again today on staging", " again today on staging too",
-             " again today on staging too, same error", " again today on staging too, same error, rollback"]  # fmt: skip
+    drift = [
+        "",
+        " again",
+        " again today",
+        " again today on staging",
+        " again today on staging too",
+        " again today on staging too, same error",
+        " again today on staging too, same error, rollback",
+    ]
     events = [make_event(tenant, "issues", _issue(900 + i, base + tail, "Same as before."), f"gh:d{i}")
               for i, tail in enumerate(drift)]  # fmt: skip
     events.append(
