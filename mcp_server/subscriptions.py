@@ -10,6 +10,8 @@ subscribers connected to that process, so a change applied by a worker anywhere 
 - **legacy clients** (``resources/subscribe``, up to 2025-11-25): each connection's session is sent
   ``notifications/resources/updated`` for every URI it subscribed to.
 
+Like the SDK's listen handler, subscribing accepts any URI; only context URIs ever fire.
+
 A subscriber's tenant is its connection's (the credential's), so it only ever hears its own
 tenant's contexts, whatever URI it asks for. Delivery is best effort, as pub/sub is: a message
 published while the reader is reconnecting is lost, and clients refetch on the next one.
@@ -30,7 +32,6 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ListenHandler
-from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
 from memory import keys
@@ -262,7 +263,7 @@ class UpdateHub:
         async def subscribe(
             ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
         ) -> types.EmptyResult:
-            self.subscribe_legacy(tenant(), _context_uri_or_error(params.uri), ctx.session)
+            self.subscribe_legacy(tenant(), str(params.uri), ctx.session)
             return types.EmptyResult()
 
         async def unsubscribe(
@@ -274,16 +275,6 @@ class UpdateHub:
         server.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequestParams, listen)
         server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
         server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
-
-
-def _context_uri_or_error(uri: object) -> str:
-    text = str(uri)
-    if context_id_of(text) is None:
-        raise MCPError(
-            types.INVALID_PARAMS,
-            f"only {CONTEXT_URI} resources send updates; {text!r} is not one (read it again instead)",
-        )
-    return text
 
 
 def _connection_of(session: ServerSession) -> object:

@@ -114,3 +114,23 @@ def embedding_cache(name: str, digest: str) -> str:
     Untagged on purpose: the cache spreads over every Cluster slot (it is read with pipelines).
     """
     return f"{ROOT}:emb:{name}:{digest}"
+
+
+def prewarm_last(tenant: str, agent: str) -> str:
+    """String: the context this agent read last (for transition counts)."""
+    return f"{ROOT}:{{t:{tenant}}}:pw:last:{agent}"
+
+
+def prewarm_transitions(tenant: str, agent: str, context_id: str) -> str:
+    """Hash: next context id → how often this agent read it right after ``context_id``."""
+    return f"{ROOT}:{{t:{tenant}}}:pw:next:{agent}:{context_id}"
+
+
+def prewarm_hours(tenant: str, context_id: str) -> str:
+    """Hash: hour of day (UTC) → reads of this context in that hour."""
+    return f"{ROOT}:{{t:{tenant}}}:pw:hours:{context_id}"
+
+
+def prewarmed(tenant: str, context_id: str) -> str:
+    """String with a TTL: this context was warmed ahead of a predicted read."""
+    return f"{ROOT}:{{t:{tenant}}}:pw:warmed:{context_id}"

@@ -19,11 +19,12 @@ import structlog
 
 from memory import keys, links, search
 from memory.compose import Composition, compose
-from memory.errors import InvalidArgument, NotFound, StoreUnavailable
+from memory.errors import HooklineError, InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
 from memory.lifecycle import Lifecycle, touch
 from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
+from memory.prewarm import HIT_THRESHOLD, Prewarmer
 from memory.runtime import Runtime, pg_connection
 from memory.tiers import index
 from memory.tiers.hot import HotTier, HotWrite
@@ -58,6 +59,7 @@ class MemoryService:
         self.rt = rt
         self.hot = HotTier(rt.redis)
         self.lifecycle = Lifecycle(rt)
+        self.prewarmer = Prewarmer(rt.redis, self.lifecycle)
         self._vectors: bool | None = None  # does this PostgreSQL have the embedding column?
 
     # -- writes (workers only) -------------------------------------------------------------
@@ -187,7 +189,9 @@ class MemoryService:
 
     # -- reads (every caller, scoped by tenant) --------------------------------------------
 
-    async def get_context(self, tenant: str, ctx_id: str, restore: bool = False) -> Context:
+    async def get_context(
+        self, tenant: str, ctx_id: str, restore: bool = False, agent: str = "default"
+    ) -> Context:
         """The context, whatever its tier. A cold context answers with its summary at once; with
         ``restore`` its full body is brought back from the archive (cold → warm) first."""
         try:
@@ -199,6 +203,11 @@ class MemoryService:
         if found is None:
             found = await self._from_index(tenant, ctx_id)
         await touch(self.rt, tenant, [ctx_id])
+        try:
+            await self.prewarmer.observe(tenant, agent, ctx_id, datetime.now(UTC))
+            await self.prewarmer.after_read(tenant, agent, ctx_id)
+        except (aioredis.RedisError, HooklineError) as exc:  # prediction is an optimisation
+            log.warning("prewarm.failed", error=str(exc))
         return found
 
     async def related(self, tenant: str, ctx_id: str) -> list[tuple[str, float]]:
@@ -264,7 +273,14 @@ class MemoryService:
         async with self._conn() as conn:
             text_rows = await search.text_candidates(conn, tenant, query, filters)
             vector_rows = await search.vector_candidates(conn, tenant, vector, filters) if vector else []
-        return search.rank(text_rows, vector_rows, query, now, limit)
+        hits = search.rank(text_rows, vector_rows, query, now, limit)
+        likely = [hit.context.id for hit in hits if hit.context.tier == "cold" and hit.score > HIT_THRESHOLD]
+        if likely:  # a strong cold hit is probably read next: have its body ready
+            try:
+                await self.prewarmer.warm(tenant, likely)
+            except (aioredis.RedisError, HooklineError) as exc:
+                log.warning("prewarm.failed", error=str(exc))
+        return hits
 
     async def _query_vector(self, query: str) -> list[float] | None:
         embedder = self.rt.embedder
