@@ -102,7 +102,7 @@ class Intake:
         except VerificationError as exc:
             return self._count(name, error(401, "bad_signature", str(exc)))
         # Limited after verification, so forged floods cannot spend a source's budget.
-        wait = self.limiter.acquire(name, _rate(source))
+        wait = self.limiter.acquire(name, _rate(source), priority=_priority(source))
         if wait > 0:
             headers_out = {"Retry-After": retry_after(wait)}
             return self._count(
@@ -218,3 +218,10 @@ def _rate(source: Source) -> float | None:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _priority(source: Source) -> float:
+    try:
+        return float(source.options.get("priority", 0.5))
+    except (TypeError, ValueError):
+        return 0.5

@@ -154,3 +154,32 @@ async def run_maintenance(redis: aioredis.Redis, streams: Sequence[str], retenti
         except (aioredis.RedisError, OSError) as exc:
             log.warning("maintenance.failed", error=str(exc))
         await anyio.sleep(every_s)
+
+
+async def backlog(redis: aioredis.Redis, streams: Sequence[str], groups: Sequence[str]) -> int:
+    """Entries the slowest group still has to do (pending + not yet delivered), summed over streams."""
+    worst = 0
+    for group in groups:
+        total = 0
+        for stream in streams:
+            try:
+                for info in await redis.xinfo_groups(stream):
+                    if _text(info["name"]) == group:
+                        total += int(info["pending"]) + int(info.get("lag") or 0)
+            except ResponseError:
+                continue
+        worst = max(worst, total)
+    return worst
+
+
+async def watch_pressure(redis: aioredis.Redis, streams: Sequence[str], threshold: int, limiter: Any,
+                         every_s: float = 2.0) -> None:  # fmt: skip
+    """Feed the API's rate limiter the workers' backlog (a named task of the api role)."""
+    from ingest.ratelimit import pressure_from_backlog
+
+    while True:
+        try:
+            limiter.pressure = pressure_from_backlog(await backlog(redis, streams, keys.GROUPS), threshold)
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("pressure.failed", error=str(exc))
+        await anyio.sleep(every_s)

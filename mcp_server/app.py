@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ingest import consumers, envelope
 from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, Redactor, error, no_redaction
-from ingest.maintenance import run_maintenance
+from ingest.maintenance import run_maintenance, watch_pressure
 from ingest.stream import StreamProducer, all_streams
 from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
 from mcp_server.auth import BearerAuth
@@ -122,6 +122,11 @@ def create_app(
                     tasks.start_soon(
                         run_maintenance, rt.redis, streams, settings.stream_retention_s, settings.lag_alert,
                         name="stream-maintenance",
+                    )  # fmt: skip
+                if "api" in roles:
+                    tasks.start_soon(
+                        watch_pressure, rt.redis, all_streams(settings.partitions), settings.lag_alert,
+                        state.intake.limiter, name="backlog-pressure",
                     )  # fmt: skip
                 if "lifecycle" in roles:
                     tasks.start_soon(_run_lifecycle, Lifecycle(rt), name="lifecycle")
