@@ -1,47 +1,55 @@
 """Retrieval quality: recall@5 and MRR of keyword, vector and hybrid search on real GitHub payloads.
 
 The corpus is GitHub's webhook examples (@octokit/webhooks-examples, 329 payloads): each example is
-one event through MemoryService.apply_events with the default mappers (tenant "eval"), so the
-contexts, their full-text index and their embeddings are exactly what production would build. Many
-examples share a subject (most are about Codertocat/Hello-World), so the corpus has ~60 contexts.
+one event through MemoryService.apply_events with the default mappers (tenant "eval"), so contexts,
+full-text index and embeddings are what production builds. Many examples share a subject (most are
+about Codertocat/Hello-World): the corpus has ~60 contexts.
 
 The questions (bench/eval_queries.json) are phrased as an agent would ask them, each with the
-subjects that answer it. Three modes rank the same corpus:
+subjects that answer it. Three modes rank the corpus:
 
 - keyword: memory.search.text_candidates in its own order (ts_rank_cd, any term matches);
 - vector: memory.search.vector_candidates in its own order (HNSW, cosine);
-- hybrid: MemoryService.search_context (both, fused by RRF, then memory.scoring).
+- hybrid: MemoryService.search_context (both lists fused by RRF, then memory.scoring).
 
 recall@k = |expected in the top k| / min(k, |expected|), averaged over the queries; MRR = 1/rank of
-the first expected subject (0 when none is returned). A query is "lexical" when some expected
-context's tsvector matches the query's OR-tsquery, i.e. full text can find it at all.
+the first expected subject (0 when none is returned). A query is "lexical" when an expected context's
+tsvector matches the query's OR-tsquery, i.e. full text can find it at all.
 
-The ablations re-rank the same candidate lists in-process (memory.search.rank with one knob
-changed), to tell fusion from scoring; they change nothing in memory/.
+Two experiments change nothing in memory/: the ablations re-rank the same candidates with
+memory.search.rank and one knob patched (fusion vs scoring); the mapping experiment ingests the
+corpus again (tenant "eval-enriched") with the fallback mapper's text extended by GitHub's own
+description of the event type and the payload's short text fields, to test "the text is too thin".
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+import memory.service
 from mcp_server.logs import configure_logging
 from memory import scoring, search
-from memory.models import Event
+from memory.mappers.base import Mapper, mapper_for
+from memory.mappers.github import EVENT_TYPES
+from memory.models import Event, MappedEvent
 from memory.runtime import Runtime, open_runtime
 from memory.service import MAX_LIMIT, MemoryService
 from memory.settings import load_settings
@@ -49,11 +57,13 @@ from memory.settings import load_settings
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"  # db 14 is reserved for benches: it is flushed
 DEFAULT_QUERIES = ROOT / "bench/eval_queries.json"
-TENANT, SOURCE, PROVIDER = "eval", "github", "github"
+TENANT, ENRICHED, SOURCE, PROVIDER = "eval", "eval-enriched", "github", "github"
 BATCH = 100  # events per apply_events call, as a worker's batch
 K = 5
+HYBRID = "hybrid + scoring (search_context)"
 
-Ranker = Callable[[list[dict[str, Any]], list[dict[str, Any]], str], list[str]]
+Score = Callable[[scoring.Signals, datetime], tuple[float, dict[str, float]]]
+Patch = tuple[object, str, object]
 
 
 @dataclass(frozen=True)
@@ -63,14 +73,13 @@ class Query:
     expected: frozenset[str]
 
 
-@dataclass
-class Scores:
-    """One mode's ranked subjects per query, and the metrics over them."""
+@dataclass(frozen=True)
+class Candidates:
+    text: list[dict[str, Any]]
+    vector: list[dict[str, Any]]
 
-    ranked: list[list[str]] = field(default_factory=list)
 
-    def rank_of(self, i: int, expected: frozenset[str]) -> int | None:
-        return next((n for n, s in enumerate(self.ranked[i], start=1) if s in expected), None)
+Modes = dict[str, list[list[str]]]  # mode -> per query, the subjects in ranked order
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,16 +94,16 @@ def parse_args() -> argparse.Namespace:
 # -- the corpus and the questions ------------------------------------------------------------------
 
 
-def load_examples() -> list[tuple[str, dict[str, Any]]]:
-    """Every example (installed into .tools by bench/setup_examples.sh when missing)."""
+def load_groups() -> list[dict[str, Any]]:
+    """The examples index (installed into .tools by bench/setup_examples.sh when missing)."""
     sys.path.insert(0, str(ROOT))  # the tests package is not installed
-    from tests.fixtures.github_examples import load_examples as load
+    from tests.fixtures.github_examples import examples_path
 
-    try:
-        return load()
-    except FileNotFoundError:
+    path = examples_path(os.environ)
+    if not path.exists():
         subprocess.run(["bash", str(ROOT / "bench/setup_examples.sh")], check=True, stdout=sys.stderr)
-        return load()
+    groups: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return groups
 
 
 def load_queries(path: Path, subjects: set[str]) -> list[Query]:
@@ -107,34 +116,26 @@ def load_queries(path: Path, subjects: set[str]) -> list[Query]:
     return queries
 
 
-def events(examples: Sequence[tuple[str, dict[str, Any]]], received: datetime) -> list[Event]:
-    return [
-        Event(f"ex{i:03d}", TENANT, SOURCE, PROVIDER, event_type, received, payload)
-        for i, (event_type, payload) in enumerate(examples)
-    ]
-
-
-async def ingest(service: MemoryService, batch: Sequence[Event]) -> float:
-    start = time.perf_counter()
+async def ingest(service: MemoryService, tenant: str, examples: Sequence[tuple[str, Any]], at: datetime) -> None:
+    batch = [Event(f"ex{i:03d}", tenant, SOURCE, PROVIDER, t, at, p) for i, (t, p) in enumerate(examples)]
     for i in range(0, len(batch), BATCH):
         rejected = await service.apply_events(batch[i : i + BATCH])
         if rejected:
             raise RuntimeError(f"{len(rejected)} events were rejected: {rejected[0].reason}")
     async with service.rt.db.connection() as conn:
         await conn.execute("VACUUM ANALYZE events, contexts")
-    return time.perf_counter() - start
 
 
-async def corpus(rt: Runtime) -> dict[str, dict[str, Any]]:
-    """Every context row by subject (with its embedding text's inputs), after ingestion."""
+async def corpus(rt: Runtime, tenant: str) -> dict[str, dict[str, Any]]:
+    """Each context's row by subject."""
     async with rt.db.connection() as conn:
         cur = await conn.execute(
-            "SELECT subject, id, kind, title, importance, updated_at, embedding IS NOT NULL "
-            "FROM contexts WHERE tenant = %s",
-            (TENANT,),
+            "SELECT subject, kind, importance, updated_at, embedding IS NOT NULL FROM contexts "
+            "WHERE tenant = %s",
+            (tenant,),
         )
         rows = await cur.fetchall()
-    names = ("id", "kind", "title", "importance", "updated_at", "embedded")
+    names = ("kind", "importance", "updated_at", "embedded")
     return {str(row[0]): dict(zip(names, row[1:], strict=True)) for row in rows}
 
 
@@ -150,40 +151,95 @@ async def lexical(rt: Runtime, query: Query) -> bool:
     return bool(row and row[0])
 
 
-# -- ranking ---------------------------------------------------------------------------------------
+# -- the mapping experiment ------------------------------------------------------------------------
+
+FACT_KEYS = frozenset(
+    {"summary", "description", "environment", "state", "severity", "name", "title", "page_name", "task",
+     "context", "status", "conclusion", "note", "body", "message"}
+)  # fmt: skip
+NOT_THE_ITEM = frozenset({"repository", "sender", "organization", "installation", "enterprise"})
+
+
+def first_sentence(markdown: str) -> str:
+    plain = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown).replace("`", "").replace("\\_", "_")
+    return plain.split(". ")[0].strip().rstrip(".")
+
+
+def facts(value: object, depth: int = 0) -> Iterator[str]:
+    """Short text fields of the payload (not of the repository, sender, ...), first lines only."""
+    if depth > 4:
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value[:3]) if isinstance(value, list) else ()
+    for key, item in items:
+        if key in NOT_THE_ITEM:
+            continue
+        if isinstance(item, str) and key in FACT_KEYS and len(item) > 1 and not item.startswith("http"):
+            yield item.splitlines()[0][:120]
+        elif isinstance(item, dict | list):
+            yield from facts(item, depth + 1)
 
 
 @dataclass(frozen=True)
-class Candidates:
-    text: list[dict[str, Any]]
-    vector: list[dict[str, Any]]
+class EnrichedMapper:
+    """The GitHub mapper, with fallback events' text extended (what a richer mapper could say)."""
+
+    inner: Mapper
+    descriptions: dict[str, str]
+
+    def map(self, event_type: str, payload: dict[str, Any]) -> MappedEvent:
+        mapped = self.inner.map(event_type, payload)
+        if event_type in EVENT_TYPES:
+            return mapped
+        found = list(dict.fromkeys(facts(payload)))[:10]
+        extra = " - ".join(part for part in (self.descriptions.get(event_type, ""), "; ".join(found)) if part)
+        return dataclasses.replace(mapped, text=f"{mapped.text} ({extra})" if extra else mapped.text)
 
 
-async def candidates(rt: Runtime, query: str) -> Candidates:
+def enriched(groups: Sequence[dict[str, Any]]) -> Callable[[str], Mapper]:
+    mapper = EnrichedMapper(mapper_for(PROVIDER), {g["name"]: first_sentence(g["description"]) for g in groups})
+    return lambda provider: mapper if provider.strip().lower() == PROVIDER else mapper_for(provider)
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+
+
+async def candidates(rt: Runtime, tenant: str, query: str) -> Candidates:
     assert rt.embedder is not None
     vector = (await rt.embedder.embed([query]))[0]
     async with rt.db.connection() as conn:
-        text_rows = await search.text_candidates(conn, TENANT, query, search.Filters())
-        vector_rows = await search.vector_candidates(conn, TENANT, vector, search.Filters())
+        text_rows = await search.text_candidates(conn, tenant, query, search.Filters())
+        vector_rows = await search.vector_candidates(conn, tenant, vector, search.Filters())
     return Candidates(text_rows, vector_rows)
 
 
-def keyword_order(c: Candidates) -> list[str]:
-    # The rows the hybrid fuses: a query without searchable words lists the newest, not matches.
-    return [str(row["subject"]) for row in c.text if row["rank"] > 0]
+async def evaluate(
+    rt: Runtime, service: MemoryService, tenant: str, queries: Sequence[Query], now: datetime
+) -> tuple[Modes, list[Candidates]]:
+    cands = [await candidates(rt, tenant, q.text) for q in queries]
+    modes: Modes = {
+        # The rows the hybrid fuses: a query without searchable words lists the newest, not matches.
+        "keyword (text_candidates)": [[r["subject"] for r in c.text if r["rank"] > 0] for c in cands],
+        "vector (vector_candidates)": [[r["subject"] for r in c.vector] for c in cands],
+        HYBRID: [],
+    }
+    for q in queries:
+        hits = await service.search_context(tenant, q.text, limit=MAX_LIMIT, now=now)
+        modes[HYBRID].append([h.context.subject for h in hits])
+    return modes, cands
 
 
-def vector_order(c: Candidates) -> list[str]:
-    return [str(row["subject"]) for row in c.vector]
-
-
-def ranked(c: Candidates, query: str, now: datetime) -> list[str]:
-    """memory.search.rank as search_context calls it (with whatever knobs are patched)."""
-    return [hit.context.subject for hit in search.rank(c.text, c.vector, query, now, MAX_LIMIT)]
+def rerank(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime, patches: list[Patch]) -> list[list[str]]:
+    with ExitStack() as stack:
+        for target, name, value in patches:
+            stack.enter_context(patched(target, name, value))
+        return [
+            [h.context.subject for h in search.rank(c.text, c.vector, q.text, now, MAX_LIMIT)]
+            for c, q in zip(cands, queries, strict=True)
+        ]
 
 
 @contextmanager
-def patched(target: Any, name: str, value: Any) -> Iterator[None]:
+def patched(target: object, name: str, value: object) -> Iterator[None]:
     old = getattr(target, name)
     setattr(target, name, value)
     try:
@@ -193,141 +249,111 @@ def patched(target: Any, name: str, value: Any) -> Iterator[None]:
 
 
 def relevance_only(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
-    return signals.relevance, {"relevance": signals.relevance}
+    return signals.relevance, {}
 
 
-def no_recency(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
-    total, breakdown = scoring.score(signals, now)
+def without(part: str) -> Score:
+    """memory.scoring.score with the recency or the importance factor divided out."""
+
+    def score(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
+        total, breakdown = scoring.score(signals, now)
+        if part == "recency":
+            return total / (0.5 + 0.5 * scoring.recency(signals.updated_at, now, signals.kind)), breakdown
+        return total / (0.5 + scoring.effective_importance(signals.importance, signals.pinned)), breakdown
+
+    return score
+
+
+def gentle(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
+    """Priors as tie-breakers: recency and importance move a score by at most +-10 %."""
     fresh = scoring.recency(signals.updated_at, now, signals.kind)
-    return total / (0.5 + 0.5 * fresh), breakdown
-
-
-def no_importance(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
-    total, breakdown = scoring.score(signals, now)
     importance = scoring.effective_importance(signals.importance, signals.pinned)
-    return total / (0.5 + importance), breakdown
+    return signals.relevance * (0.9 + 0.1 * fresh) * (0.9 + 0.2 * importance), {}
 
 
-def weighted_fusion(vector_weight: float) -> Callable[[list[list[str]], int], dict[str, float]]:
-    """RRF with the second ranking (vectors) weighted; rank() normalises by len(rankings)/(k+1)."""
-
+def weighted_rrf(vector_weight: float) -> Callable[[list[list[str]], int], dict[str, float]]:
     def fuse(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
         fused: dict[str, float] = {}
         for n, ranking in enumerate(rankings):
-            weight = vector_weight if n == 1 else 1.0
             for rank, item in enumerate(ranking, start=1):
-                fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+                fused[item] = fused.get(item, 0.0) + (vector_weight if n else 1.0) / (k + rank)
         return fused
 
     return fuse
 
 
-def ablations(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime) -> dict[str, Scores]:
-    """The same candidates re-ranked with one knob of fusion or scoring changed."""
-    variants: dict[str, list[tuple[Any, str, Any]]] = {
-        "rank() as shipped (no query-embedding path)": [],
+def ablations(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime) -> Modes:
+    variants: dict[str, list[Patch]] = {
+        "rank() as shipped": [],
         "RRF only (score = relevance)": [(search, "score", relevance_only)],
-        "scoring without recency": [(search, "score", no_recency)],
-        "scoring without importance": [(search, "score", no_importance)],
+        "no recency (= every context equally fresh)": [(search, "score", without("recency"))],
+        "no importance": [(search, "score", without("importance"))],
+        "priors as tie-breakers (+-10 %)": [(search, "score", gentle)],
         "RRF k=10": [(search, "RRF_K", 10)],
-        "RRF vector weight 2": [(search, "reciprocal_rank_fusion", weighted_fusion(2.0))],
+        "RRF k=10, RRF only": [(search, "RRF_K", 10), (search, "score", relevance_only)],
         "RRF vector weight 2, RRF only": [
-            (search, "reciprocal_rank_fusion", weighted_fusion(2.0)),
+            (search, "reciprocal_rank_fusion", weighted_rrf(2.0)),
             (search, "score", relevance_only),
         ],
     }
-    out: dict[str, Scores] = {}
-    for name, patches in variants.items():
-        scores = Scores()
-        with _apply(patches):
-            for c, q in zip(cands, queries, strict=True):
-                scores.ranked.append(ranked(c, q.text, now))
-        out[name] = scores
-    return out
-
-
-@contextmanager
-def _apply(patches: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
-    if not patches:
-        yield
-        return
-    (target, name, value), *rest = patches
-    with patched(target, name, value), _apply(rest):
-        yield
+    return {name: rerank(cands, queries, now, patches) for name, patches in variants.items()}
 
 
 # -- metrics and the report ------------------------------------------------------------------------
 
 
-def recall(ranked_subjects: Sequence[str], expected: frozenset[str], k: int) -> float:
-    return len(set(ranked_subjects[:k]) & expected) / min(k, len(expected))
+def rank_of(ranked: Sequence[str], expected: frozenset[str]) -> int | None:
+    return next((n for n, s in enumerate(ranked, start=1) if s in expected), None)
 
 
-def mrr(scores: Scores, queries: Sequence[Query], which: Sequence[int]) -> float:
-    ranks = [scores.rank_of(i, queries[i].expected) for i in which]
-    return sum(1 / r for r in ranks if r) / len(ranks) if ranks else math.nan
+def recall(ranked: Sequence[str], expected: frozenset[str], k: int) -> float:
+    return len(set(ranked[:k]) & expected) / min(k, len(expected))
 
 
-def mean_recall(scores: Scores, queries: Sequence[Query], which: Sequence[int], k: int) -> float:
-    values = [recall(scores.ranked[i], queries[i].expected, k) for i in which]
-    return sum(values) / len(values) if values else math.nan
+def metrics(ranked: list[list[str]], queries: Sequence[Query], which: Sequence[int]) -> str:
+    if not which:
+        return f"{'-':>26}"
+    r1, r5, r10 = (sum(recall(ranked[i], queries[i].expected, k) for i in which) / len(which) for k in (1, K, 10))
+    mrr = sum(1 / r for i in which if (r := rank_of(ranked[i], queries[i].expected))) / len(which)
+    return f"{r1:>8.2f}{r5:>6.2f}{r10:>6.2f}{mrr:>6.2f}"
 
 
-def table(modes: dict[str, Scores], queries: Sequence[Query], groups: dict[str, list[int]]) -> None:
-    head = "".join(f"{f'{g} ({len(ix)})':>26}" for g, ix in groups.items())
-    print(f"{'':<44}{head}")
-    print(f"{'mode':<44}" + f"{'R@1   R@5   R@10   MRR':>26}" * len(groups))
-    for name, scores in modes.items():
-        cells = ""
-        for ix in groups.values():
-            r1, r5, r10 = (mean_recall(scores, queries, ix, k) for k in (1, K, 10))
-            cells += f"{r1:>8.2f}{r5:>6.2f}{r10:>6.2f}{mrr(scores, queries, ix):>6.2f}"
-        print(f"{name:<44}{cells}")
+def table(title: str, modes: Modes, queries: Sequence[Query], groups: dict[str, list[int]]) -> None:
+    print(f"\n{title}")
+    print(f"{'':<46}" + "".join(f"{f'{g} ({len(ix)})':>26}" for g, ix in groups.items()))
+    print(f"{'mode':<46}" + f"{'R@1   R@5   R@10   MRR':>26}" * len(groups))
+    for name, ranked in modes.items():
+        print(f"{name:<46}" + "".join(metrics(ranked, queries, ix) for ix in groups.values()))
 
 
-def show_query(
-    i: int, q: Query, modes: dict[str, Scores], info: dict[str, dict[str, Any]], words: bool
-) -> None:
-    ranks = "  ".join(f"{name.split()[0]} {modes[name].rank_of(i, q.expected) or '-'}" for name in modes)
-    print(f"- [{q.style}{', no shared word' if not words else ''}] {q.text!r}   first hit: {ranks}")
-    print(f"    expected: {', '.join(sorted(q.expected))}")
-    top = modes["hybrid + scoring (search_context)"].ranked[i][:K]
-    shown = [f"{s} ({info[s]['kind']}, imp {info[s]['importance']:.1f})" for s in top]
-    print(f"    hybrid top {K}: " + "; ".join(shown))
+def relevance_spread(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime) -> str:
+    """How far apart RRF puts the fused #1 and #5: the room the priors have to reorder them."""
+    ratios = []
+    for c, q in zip(cands, queries, strict=True):
+        with patched(search, "score", relevance_only):
+            hits = search.rank(c.text, c.vector, q.text, now, K)
+        if len(hits) == K and hits[0].score:
+            ratios.append(hits[-1].score / hits[0].score)
+    return f"median relevance(#5)/relevance(#1) under RRF k={search.RRF_K}: {statistics.median(ratios):.2f}"
 
 
-def report(
-    queries: Sequence[Query],
-    modes: dict[str, Scores],
-    extra: dict[str, Scores],
-    overlap: list[bool],
-    info: dict[str, dict[str, Any]],
-    verbose: bool,
-) -> None:
-    everything = list(range(len(queries)))
-    groups = {
-        "all": everything,
-        "lexical": [i for i in everything if overlap[i]],
-        "no shared word": [i for i in everything if not overlap[i]],
-    }
-    print("\nrecall@k (|expected in top k| / min(k, |expected|)) and MRR, by mode and query group")
-    table(modes, queries, groups)
-    styles = sorted({q.style for q in queries})
-    by_style = {s: [i for i in everything if queries[i].style == s] for s in styles}
-    print("\nthe same, by the style the question was written in")
-    table(modes, queries, by_style)
-    print("\nablations: search.rank on the same candidates with one knob changed (memory/ untouched)")
-    table(extra, queries, groups)
-    hybrid = modes["hybrid + scoring (search_context)"]
-    misses = [i for i in everything if recall(hybrid.ranked[i], queries[i].expected, K) < 1]
-    label = "every query" if verbose else f"hybrid misses at {K} (recall@{K} < 1): {len(misses)}"
-    print(f"\n{label}; 'first hit' is the rank of the first expected subject in each mode")
-    for i in everything if verbose else misses:
-        show_query(i, queries[i], modes, info, overlap[i])
+def misses(queries: Sequence[Query], modes: Modes, info: dict[str, dict[str, Any]], overlap: list[bool], every: bool) -> None:
+    hybrid = modes[HYBRID]
+    chosen = [i for i, q in enumerate(queries) if every or recall(hybrid[i], q.expected, K) < 1]
+    print(f"\n{'every query' if every else f'hybrid misses (recall@{K} < 1): {len(chosen)}'}; rank of the first "
+          "expected subject per mode (- = not returned)")  # fmt: skip
+    for i in chosen:
+        q = queries[i]
+        ranks = "  ".join(f"{name.split()[0]} {rank_of(modes[name][i], q.expected) or '-'}" for name in modes)
+        print(f"- [{q.style}{'' if overlap[i] else ', no shared word'}] {q.text!r}   {ranks}")
+        print(f"    expected: {', '.join(sorted(q.expected))}")
+        top = [f"{s} ({info[s]['kind']}, imp {info[s]['importance']:.1f})" for s in hybrid[i][:K]]
+        print(f"    hybrid top {K}: " + "; ".join(top))
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    examples = load_examples()
+    groups = load_groups()
+    examples = [(g["name"], example) for g in groups for example in g["examples"]]
     env = {
         "HOOKLINE_DATA_DIR": str(tmp / "data"),
         "HOOKLINE_REDIS_URL": args.redis_url,
@@ -336,51 +362,53 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         "HOOKLINE_EMBEDDER": "local",
     }
     env |= {"HOOKLINE_DATABASE_URL": args.database_url} if args.database_url else {}
-    settings = load_settings(env)
-    async with open_runtime(settings) as rt:  # applies the migrations (run_migrations)
+    async with open_runtime(load_settings(env)) as rt:  # applies the migrations (run_migrations)
         if args.redis_url == DEFAULT_REDIS:
             await rt.redis.flushdb()
         async with rt.db.connection() as conn:
-            await conn.execute("DELETE FROM events WHERE tenant = %s", (TENANT,))
-            await conn.execute("DELETE FROM contexts WHERE tenant = %s", (TENANT,))
-        if not await _has_vectors(rt):
-            sys.exit("this PostgreSQL has no pgvector: leave --database-url empty for the embedded one")
+            if not await search.has_vectors(conn):
+                sys.exit("this PostgreSQL has no pgvector: leave --database-url empty for the embedded one")
+            for table_name in ("events", "contexts"):
+                await conn.execute(f"DELETE FROM {table_name} WHERE tenant = ANY(%s)", ([TENANT, ENRICHED],))
         service = MemoryService(rt)
         # Replayed today: received now; a context dates from its payload's own timestamp if it has one.
         received = datetime.now(UTC).replace(microsecond=0)
-        seconds = await ingest(service, events(examples, received))
-        info = await corpus(rt)
-        queries = load_queries(args.queries, set(info))
         now = received + timedelta(minutes=1)
-        print(
-            f"{len(examples)} examples -> {len(info)} contexts ({sum(r['embedded'] for r in info.values())} "
-            f"embedded) in {seconds:.1f} s; {len(queries)} queries from {args.queries.name}",
-            file=sys.stderr,
-        )
-        cands = [await candidates(rt, q.text) for q in queries]
-        modes = {
-            "keyword (text_candidates)": Scores([keyword_order(c) for c in cands]),
-            "vector (vector_candidates)": Scores([vector_order(c) for c in cands]),
-            "hybrid + scoring (search_context)": Scores(),
-        }
-        for q in queries:
-            hits = await service.search_context(TENANT, q.text, limit=MAX_LIMIT, now=now)
-            modes["hybrid + scoring (search_context)"].ranked.append([h.context.subject for h in hits])
+        start = time.perf_counter()
+        await ingest(service, TENANT, examples, received)
+        seconds = time.perf_counter() - start
+        info = await corpus(rt, TENANT)
+        queries = load_queries(args.queries, set(info))
+        modes, cands = await evaluate(rt, service, TENANT, queries, now)
         overlap = [await lexical(rt, q) for q in queries]
-        extra = ablations(cands, queries, now)
-        fresh = sorted(s for s, r in info.items() if r["updated_at"] >= received - timedelta(days=1))
+        with patched(memory.service, "mapper_for", enriched(groups)):
+            await ingest(service, ENRICHED, examples, received)
+        rich, rich_cands = await evaluate(rt, service, ENRICHED, queries, now)
+        rich["RRF only (score = relevance)"] = rerank(rich_cands, queries, now, [(search, "score", relevance_only)])
+        rich["priors as tie-breakers (+-10 %)"] = rerank(rich_cands, queries, now, [(search, "score", gentle)])
         if args.redis_url == DEFAULT_REDIS:
             await rt.redis.flushdb()
-    print(f"\n{os.cpu_count()} cores; embedder all-MiniLM-L6-v2 (int8 ONNX); RRF k={search.RRF_K}, ", end="")
-    print(f"{search.CANDIDATES} candidates per list; clock: received = now = {received:%Y-%m-%d %H:%M} UTC")
-    print(f"{len(fresh)} of {len(info)} contexts have no payload timestamp, so they date from receipt and")
-    print(f"look fresh to the scorer: {', '.join(fresh)}")
-    report(queries, modes, extra, overlap, info, args.verbose)
 
-
-async def _has_vectors(rt: Runtime) -> bool:
-    async with rt.db.connection() as conn:
-        return await search.has_vectors(conn)
+    fresh = sorted(s for s, r in info.items() if r["updated_at"] >= received - timedelta(days=1))
+    embedded = sum(r["embedded"] for r in info.values())
+    print(f"\n{os.cpu_count()} cores; {len(examples)} examples -> {len(info)} contexts ({embedded} embedded, ", end="")
+    print(f"all-MiniLM-L6-v2 int8) in {seconds:.1f} s; {len(queries)} queries from {args.queries.name}")
+    print(f"RRF k={search.RRF_K}, {search.CANDIDATES} candidates per list; received = {received:%Y-%m-%d %H:%M} UTC, ", end="")
+    print(f"searched 1 min later. {len(fresh)} of {len(info)} contexts carry no payload timestamp, so they")
+    print("date from receipt and look fresh to the scorer; the rest date from 2017-2023.")
+    everything = list(range(len(queries)))
+    by_overlap = {
+        "all": everything,
+        "lexical": [i for i in everything if overlap[i]],
+        "no shared word": [i for i in everything if not overlap[i]],
+    }
+    by_style = {s: [i for i in everything if queries[i].style == s] for s in sorted({q.style for q in queries})}
+    table("recall@k (|expected in top k| / min(k, |expected|)) and MRR", modes, queries, by_overlap)
+    table("the same, by the style the question was written in", modes, queries, by_style)
+    table("ablations: memory.search.rank on the same candidates, one knob patched", ablations(cands, queries, now), queries, by_overlap)
+    print(relevance_spread(cands, queries, now) + "; the priors span x0.5-x1 (recency), x0.7-x1.5 (importance)")
+    table("mapping experiment: fallback events' text + GitHub's event description + payload text fields", rich, queries, by_overlap)
+    misses(queries, modes | {"RRF": ablations(cands, queries, now)["RRF only (score = relevance)"]}, info, overlap, args.verbose)
 
 
 def main() -> int:
@@ -388,8 +416,7 @@ def main() -> int:
     configure_logging("WARNING", json_logs=False)
     with tempfile.TemporaryDirectory(prefix="hookline-eval-") as tmp:
         anyio.run(run, args, Path(tmp))
-    here = Path(__file__).resolve()
-    print(f"\nreproduce: bash {ROOT / 'bench/setup_examples.sh'} && {sys.executable} {here}")
+    print(f"\nreproduce: bash bench/setup_examples.sh && {sys.executable} bench/eval_retrieval.py")
     return 0
 
 

@@ -49,8 +49,13 @@ def no_redaction(source: Source, event_type: str, body: bytes) -> bytes:
     return body
 
 
+class OrjsonResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    return OrjsonResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 class BodyTooLarge(Exception):
@@ -165,7 +170,7 @@ class Intake:
                 source.name, error(503, "unavailable", "event store unavailable; retry", {"Retry-After": "5"})
             )
         status = 200 if duplicate else 202
-        return self._count(source.name, JSONResponse({"id": dedup_key, "duplicate": duplicate}, status))
+        return self._count(source.name, OrjsonResponse({"id": dedup_key, "duplicate": duplicate}, status))
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes

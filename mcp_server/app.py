@@ -76,6 +76,22 @@ class _McpEndpoint:
         await self.state.mcp_http(scope, receive, send)
 
 
+class _HooksEndpoint:
+    """The webhook route as a plain ASGI app: the intake's hot path skips Starlette's
+    request/response wrapper (it builds its own Request and answers with its own Response)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        intake = self.state.intake
+        if intake is None:
+            response: Response = error(503, "starting", "server is starting", {"Retry-After": "1"})
+        else:
+            response = await intake(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 class _McpWebSocketEndpoint:
     """Routes /ws to the WebSocket transport, which exists only once the lifespan has run."""
 
@@ -149,11 +165,6 @@ def create_app(
                         await consumers.release(rt.redis, worker.config.group, worker.name)
             state.runtime = state.intake = state.mcp_http = state.mcp_ws = None
 
-    async def hooks(request: Request) -> Response:
-        if state.intake is None:
-            return error(503, "starting", "server is starting", {"Retry-After": "1"})
-        return await state.intake(request)
-
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -173,7 +184,7 @@ def create_app(
     ]
     routes.append(Route("/metrics", metrics, methods=["GET"]))
     if "api" in roles:
-        routes.append(Route("/hooks/{source}", hooks, methods=["POST"]))
+        routes.append(Route("/hooks/{source}", _HooksEndpoint(state), methods=["POST"]))
         routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
         routes.append(WebSocketRoute("/ws", _McpWebSocketEndpoint(state)))
     return Starlette(routes=routes, lifespan=lifespan)
