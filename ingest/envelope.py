@@ -110,3 +110,8 @@ def to_event(envelope: Envelope, stream_id: str = "") -> Event:
 def descriptor() -> bytes:
     """The serialized FileDescriptorProto of this version, for the schema registry."""
     return bytes(envelope_pb2.DESCRIPTOR.serialized_pb)
+
+
+def entry_event(data: bytes, entry_id: str) -> Event:
+    """A stream entry's event (what ``memory.forget`` needs to recognise a context's entries)."""
+    return to_event(decode_envelope(data), entry_id)

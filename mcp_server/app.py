@@ -11,6 +11,7 @@ import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import anyio
 import psycopg
@@ -34,6 +35,7 @@ from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
 from mcp_server.websocket import McpWebSocket
 from memory.errors import HooklineError, StoreUnavailable
+from memory.forget import forget
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
 from memory.ledger import Ledger
 from memory.lifecycle import Lifecycle
@@ -145,7 +147,8 @@ def create_app(
                         state.intake.limiter, name="backlog-pressure",
                     )  # fmt: skip
                 if "lifecycle" in roles:
-                    tasks.start_soon(_run_lifecycle, Lifecycle(rt), name="lifecycle")
+                    lifecycle = Lifecycle(rt, forgetter=partial(forget, rt, decode=envelope.entry_event))
+                    tasks.start_soon(_run_lifecycle, lifecycle, name="lifecycle")
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_worker, worker, finished, name=name)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
 
+from ingest.envelope import entry_event
 from mcp_server.cli_ops import Command, moment
+from memory.forget import forget
 from memory.lifecycle import Lifecycle
 from memory.runtime import Runtime, pg_connection
 from memory.service import MemoryService
@@ -27,7 +30,7 @@ def add_parsers(commands: Any) -> None:
 
 
 async def _tier_run(rt: Runtime, args: argparse.Namespace) -> int:
-    report = await Lifecycle(rt).run_pass(args.now)
+    report = await Lifecycle(rt, forgetter=partial(forget, rt, decode=entry_event)).run_pass(args.now)
     print(orjson.dumps(report.as_dict()).decode())
     return 0
 

@@ -10,7 +10,7 @@ brought in line with Redis (which holds the data) whenever they disagree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ class PassReport:
     dictionaries: list[int] = field(default_factory=list)
     pressure: bool = False
     rollups: int = 0
+    expired: int = 0  # deleted from every tier: idle past HOOKLINE_RETENTION
     raw_bytes: int = 0  # of the contexts demoted to warm in this pass
     warm_bytes: int = 0
 
@@ -58,9 +59,15 @@ class PassReport:
         return dict(self.__dict__)
 
 
+# Deletes one context from every store (memory.forget.forget, given the envelope decoder by the
+# composition root, since memory cannot import ingest). Without one, retention is not enforced.
+Forgetter = Callable[[str, str], Awaitable[object]]
+
+
 class Lifecycle:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, forgetter: Forgetter | None = None) -> None:
         self.rt = rt
+        self.forgetter = forgetter
         self.hot = HotTier(rt.redis)
         self.codec = WarmCodec(rt.redis)
         self.summarizer = make_summarizer(rt.settings.summarizer, rt.settings.anthropic_api_key)
@@ -74,6 +81,10 @@ class Lifecycle:
             await self._hot_to_warm(row, report)
         for row in await self._candidates("warm", self.rt.settings.warm_ttl_s, now, ignore_idle=False):
             await self._warm_to_cold(row, now, report)
+        if self.forgetter is not None:
+            for row in await self._expired(now):
+                await self.forgetter(row["tenant"], row["id"])
+                report.expired += 1
         for day in await missing_days(self.rt, now.date()):
             report.rollups += await roll_up(self.rt, day)
         await self._count_tiers()
@@ -102,6 +113,18 @@ class Lifecycle:
             ORDER BY greatest(touched_at, coalesce(last_access_at, touched_at)) LIMIT %(limit)s
         """
         params = {"tier": tier, "now": now, "ttl": ttl_s, "stretch": IMPORTANCE_STRETCH, "limit": BATCH}
+        async with pg_connection(self.rt.db) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return list(await cur.fetchall())
+
+    async def _expired(self, now: datetime) -> list[dict[str, Any]]:
+        sql = """
+            SELECT tenant, id FROM contexts
+            WHERE NOT pinned AND greatest(touched_at, coalesce(last_access_at, touched_at))
+                  < %(now)s - make_interval(secs => %(retention)s)
+            LIMIT %(limit)s
+        """
+        params = {"now": now, "retention": self.rt.settings.retention_s, "limit": BATCH}
         async with pg_connection(self.rt.db) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params)
             return list(await cur.fetchall())

@@ -203,3 +203,27 @@ async def test_the_cold_tier_archives_to_s3(
         assert [o["Key"] for o in listed] == [f"archive/contexts/{updated:%Y/%m/%d}/{ctx_id}.json.zst"]
         restored = await service.get_context(tenant, ctx_id, restore=True)
         assert sorted(e.id for e in restored.events) == ["gh:p0", "gh:p1"]
+
+
+async def test_retention_deletes_a_context_from_every_tier(rt: Runtime, tenant: str) -> None:
+    from functools import partial
+
+    from ingest.envelope import entry_event
+    from memory.errors import NotFound
+    from memory.forget import forget
+
+    service = MemoryService(rt)
+    ctx_id = await _seed(service, tenant, n=2)
+    lifecycle = Lifecycle(rt, forgetter=partial(forget, rt, decode=entry_event))
+    now = datetime.now(UTC)
+    await lifecycle.run_pass(now + 10 * HOUR)
+    await lifecycle.run_pass(now + 200 * HOUR)  # cold, archived
+    archive = (await rt.redis.hget(keys.context(tenant, ctx_id), "archive_key") or b"").decode()
+    assert archive and await rt.blobs.get(archive)
+    report = await lifecycle.run_pass(now + timedelta(seconds=rt.settings.retention_s) + 10 * HOUR)
+    assert report.expired == 1
+    with pytest.raises(NotFound):
+        await service.get_context(tenant, ctx_id)
+    with pytest.raises(NotFound):
+        await rt.blobs.get(archive)
+    assert not [k async for k in rt.redis.scan_iter(match=f"hl:{{c:{tenant}:*")]
