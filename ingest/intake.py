@@ -6,11 +6,9 @@ succeeded; if Redis cannot take the event the answer is 503, so the provider ret
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,16 +17,12 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from ingest import envelope
-from ingest.dedup import BloomConfig
+from ingest.accept import Acceptor
 from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest, VerificationError
 from ingest.ratelimit import RateLimiter, retry_after
-from ingest.stream import StreamProducer, Submission, admit
-from memory import keys
 from memory.errors import StoreUnavailable, UnknownSource
-from memory.ledger import Ledger
 from memory.models import Source
 from memory.settings import Settings
 from memory.sources import NAME_PATTERN, SourceStore
@@ -39,8 +33,6 @@ log = structlog.get_logger(__name__)
 # body to keep. Signatures are checked on the original bytes, so redaction never breaks them.
 Redactor = Callable[[Source, str, bytes], bytes]
 
-# Headers worth keeping in the envelope (for audit and replay); everything else is dropped.
-KEPT_HEADERS = ("content-type", "user-agent", "x-github-hook-id", "x-github-hook-installation-target-id")
 JSON_TYPES = ("application/json", "text/json")
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -66,9 +58,7 @@ class BodyTooLarge(Exception):
 class Intake:
     settings: Settings
     sources: SourceStore
-    producer: StreamProducer
-    ledger: Ledger
-    bloom: BloomConfig = field(default_factory=BloomConfig)
+    acceptor: Acceptor
     limiter: RateLimiter = field(default_factory=RateLimiter)
     redact: Redactor = no_redaction
 
@@ -133,37 +123,11 @@ class Intake:
         event_type: str,
         delivery: str | None,
     ) -> Response:
-        dedup_key = (
-            f"{source.name}:{delivery}" if delivery else _content_key(source.name, event_type, payload)
-        )
         stored = self.redact(source, event_type, body)
-        partition = keys.partition_of(source.tenant, source.name, self.settings.partitions)
-        data = envelope.encode(
-            envelope.Envelope(
-                tenant=source.tenant,
-                source=source.name,
-                provider=source.provider,
-                event_type=event_type,
-                delivery_id=delivery or "",
-                dedup_key=dedup_key,
-                received_at=datetime.now(UTC),
-                payload=stored,
-                headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
-            )
-        )
-        now = time.time()
-        submission = Submission(
-            window_key=keys.dedup_window(partition, source.tenant, source.name, dedup_key),
-            window_s=int(source.options.get("dedup_window", self.settings.dedup_window_s)),
-            stream=keys.events_stream(partition),
-            counter=keys.accepted_counter(partition),
-            envelope=data,
-            bloom_keys=tuple(self.bloom.keys(partition, now)),
-            bloom_positions=tuple(self.bloom.positions(source.tenant, source.name, dedup_key)),
-            bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
-        )
         try:
-            duplicate = await admit(self.producer, self.ledger, source.tenant, dedup_key, submission)
+            dedup_key, duplicate = await self.acceptor.accept(
+                source, event_type, delivery, payload, stored, headers
+            )
         except StoreUnavailable as exc:
             log.error("intake.unavailable", source=source.name, error=str(exc))
             return self._count(
@@ -210,11 +174,6 @@ def _parse(body: bytes, content_type: str) -> tuple[Any, bytes]:
         return orjson.loads(body), body
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"body is not valid JSON (UTF-8): {exc}") from exc
-
-
-def _content_key(source: str, event_type: str, payload: Any) -> str:
-    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    return f"{source}:{event_type}:{hashlib.sha256(canonical).hexdigest()}"
 
 
 def _rate(source: Source) -> float | None:

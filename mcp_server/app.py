@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import consumers, envelope
+from ingest.accept import Acceptor
 from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, Redactor, error, no_redaction
 from ingest.maintenance import run_maintenance, watch_pressure
@@ -122,7 +123,8 @@ def create_app(
             producer = StreamProducer(rt.redis)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
-            state.intake = Intake(settings, SourceStore(rt.db), producer, ledger, redact=redact)
+            acceptor = Acceptor(settings, producer, ledger)
+            state.intake = Intake(settings, SourceStore(rt.db), acceptor, redact=redact)
             mcp = build_mcp(service, settings.tenant)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
@@ -178,7 +180,7 @@ def create_app(
 
     async def metrics(request: Request) -> Response:
         if state.runtime is not None and state.intake is not None:
-            await refresh_bloom_gauges(state.runtime.redis, state.intake.bloom, settings.partitions)
+            await refresh_bloom_gauges(state.runtime.redis, state.intake.acceptor.bloom, settings.partitions)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [

@@ -20,6 +20,9 @@ from memory.scoring import Signals, reciprocal_rank_fusion, score
 
 CANDIDATES = 50
 RRF_K = 60
+# Below this cosine similarity a vector neighbour is noise, not a match (MiniLM: unrelated texts
+# score about 0.0-0.2, paraphrases 0.4 and up).
+MIN_SIMILARITY = 0.3
 
 _COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
@@ -86,7 +89,7 @@ async def vector_candidates(
         FROM contexts WHERE {where} AND embedding IS NOT NULL
         ORDER BY embedding <=> %(vec)s::vector LIMIT %(limit)s
     """
-    return await _rows(conn, sql, params)
+    return [row for row in await _rows(conn, sql, params) if row["similarity"] >= MIN_SIMILARITY]
 
 
 def to_pgvector(vector: Sequence[float]) -> str:

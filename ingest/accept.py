@@ -1,0 +1,75 @@
+"""Accepting an event: envelope, dedup and XADD, shared by every way in (the HTTP route, SQS import,
+the MCP ``remember`` tool). Returns only once the event is in the stream, or is a duplicate."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ingest import envelope
+from ingest.dedup import BloomConfig
+from ingest.stream import StreamProducer, Submission, admit
+from memory import keys
+from memory.ledger import Ledger
+from memory.models import Source
+from memory.settings import Settings
+
+# Headers worth keeping in the envelope (for audit and replay); everything else is dropped.
+KEPT_HEADERS = ("content-type", "user-agent", "x-github-hook-id", "x-github-hook-installation-target-id")
+
+
+def content_key(source: str, event_type: str, payload: Any) -> str:
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return f"{source}:{event_type}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+@dataclass
+class Acceptor:
+    settings: Settings
+    producer: StreamProducer
+    ledger: Ledger
+    bloom: BloomConfig = field(default_factory=BloomConfig)
+
+    async def accept(
+        self,
+        source: Source,
+        event_type: str,
+        delivery: str | None,
+        payload: Any,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """(event id, duplicate). Raises StoreUnavailable when the event could not be queued."""
+        dedup_key = f"{source.name}:{delivery}" if delivery else content_key(source.name, event_type, payload)
+        partition = keys.partition_of(source.tenant, source.name, self.settings.partitions)
+        data = envelope.encode(
+            envelope.Envelope(
+                tenant=source.tenant,
+                source=source.name,
+                provider=source.provider,
+                event_type=event_type,
+                delivery_id=delivery or "",
+                dedup_key=dedup_key,
+                received_at=datetime.now(UTC),
+                payload=body,
+                headers={k: v for k, v in (headers or {}).items() if k in KEPT_HEADERS},
+            )
+        )
+        now = time.time()
+        submission = Submission(
+            window_key=keys.dedup_window(partition, source.tenant, source.name, dedup_key),
+            window_s=int(source.options.get("dedup_window", self.settings.dedup_window_s)),
+            stream=keys.events_stream(partition),
+            counter=keys.accepted_counter(partition),
+            envelope=data,
+            bloom_keys=tuple(self.bloom.keys(partition, now)),
+            bloom_positions=tuple(self.bloom.positions(source.tenant, source.name, dedup_key)),
+            bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
+        )
+        return dedup_key, await admit(self.producer, self.ledger, source.tenant, dedup_key, submission)
