@@ -1,21 +1,29 @@
-"""Tier commands of ``hookline``: ``tier run`` (one lifecycle pass) and ``export`` (NDJSON)."""
+"""Data commands of ``hookline``: ``tier run`` (one lifecycle pass), ``export`` (NDJSON) and
+``import`` (drain an SQS queue of webhooks into the pipeline)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import anyio
 import orjson
 
+from ingest.accept import Acceptor
 from ingest.envelope import entry_event
+from ingest.sqs_import import import_queue
+from ingest.stream import StreamProducer
 from mcp_server.cli_ops import Command, moment
 from memory.forget import forget
+from memory.ledger import Ledger
 from memory.lifecycle import Lifecycle
 from memory.runtime import Runtime, pg_connection
 from memory.service import MemoryService
+from memory.sources import SourceStore
 
 
 def add_parsers(commands: Any) -> None:
@@ -27,6 +35,12 @@ def add_parsers(commands: Any) -> None:
     export.add_argument("--until", type=moment, default=None)
     export.add_argument("--tenant", default="default")
     export.add_argument("--payloads", action="store_true", help="include each event's payload")
+    imp = commands.add_parser("import", help="move webhooks waiting in an SQS queue into Hookline")
+    imp.add_argument("--sqs", required=True, metavar="QUEUE_URL")
+    imp.add_argument("--source", required=True, help="the configured source they belong to")
+    imp.add_argument("--endpoint-url", help="SQS endpoint (for a local or compatible service)")
+    imp.add_argument("--region", default="us-east-1")
+    imp.add_argument("--limit", type=int)
 
 
 async def _tier_run(rt: Runtime, args: argparse.Namespace) -> int:
@@ -56,7 +70,24 @@ async def _export(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _import(rt: Runtime, args: argparse.Namespace) -> int:
+    import boto3  # only this command needs it
+
+    source = await SourceStore(rt.db).get(args.source)
+    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
+    producer = StreamProducer(rt.redis)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(producer.run, name="stream-producer")
+        report = await import_queue(
+            sqs, args.sqs, source, Acceptor(rt.settings, producer, Ledger(rt.db)), args.limit
+        )
+        tasks.cancel_scope.cancel()
+    print(orjson.dumps(dataclasses.asdict(report)).decode())
+    return 0 if not report.rejected else 1
+
+
 TIER_COMMANDS: dict[tuple[str, str | None], Command] = {
     ("tier", "run"): _tier_run,
     ("export", None): _export,
+    ("import", None): _import,
 }
