@@ -20,6 +20,7 @@ from ingest.metrics import DEDUP_HITS
 from memory import keys
 from memory.errors import StoreUnavailable
 from memory.ledger import Ledger
+from memory.runtime import is_cluster
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,7 @@ class StreamProducer:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._sha = hashlib.sha1(DEDUP_XADD.encode()).hexdigest()
+        self._script = redis.register_script(DEDUP_XADD)  # loads itself on each node it reaches
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] = asyncio.Queue()
 
     async def submit(self, item: Submission) -> Result:
@@ -90,6 +92,13 @@ class StreamProducer:
     async def _evalsha_all(self, batch: list[tuple[Submission, asyncio.Future[Result]]]) -> list[Any]:
         # EVALSHA directly: redis-py's Script in a pipeline costs a SCRIPT EXISTS round trip per batch.
         # A NOSCRIPT reply writes nothing, so re-running the batch after loading the script is safe.
+        if is_cluster(self._redis):  # no scripts in cluster pipelines: concurrent calls, per slot
+            return list(
+                await asyncio.gather(
+                    *(self._script(keys=_keys(item), args=_args(item)) for item, _ in batch),
+                    return_exceptions=True,
+                )
+            )
         async with self._redis.pipeline(transaction=False) as pipe:
             for item, _ in batch:
                 item_keys = _keys(item)

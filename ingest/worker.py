@@ -41,6 +41,7 @@ from memory import keys
 from memory.errors import CorruptEnvelope, HooklineError, StoreUnavailable
 from memory.ledger import Ledger
 from memory.models import Event
+from memory.runtime import is_cluster
 from memory.service import MemoryService, Rejected
 
 log = structlog.get_logger(__name__)
@@ -203,10 +204,19 @@ class Worker:
         return found
 
     async def _read(self, start: str, block: int | None = None) -> list[Entry]:
+        if is_cluster(self.redis):  # partitions live in different slots: one stream per call
+            found_all: list[Entry] = []
+            share = None if block is None else max(1, block // len(self.streams))
+            for stream in self.streams:
+                found_all += await self._read_streams([stream], start, None if found_all else share)
+            return found_all
+        return await self._read_streams(self.streams, start, block)
+
+    async def _read_streams(self, streams: Sequence[str], start: str, block: int | None) -> list[Entry]:
         reply = await self.redis.xreadgroup(
             self.config.group,
             self.name,
-            dict.fromkeys(self.streams, start),
+            dict.fromkeys(streams, start),
             count=self.config.batch_size,
             block=block,
         )

@@ -66,6 +66,11 @@ def connect_redis(url: str) -> Redis:
     raise ConfigError(f"unsupported Redis URL scheme {parsed.scheme!r}")
 
 
+def is_cluster(client: Redis) -> bool:
+    """Redis Cluster refuses scripts inside pipelines and reads across slots: callers fan out."""
+    return isinstance(client, RedisCluster)
+
+
 def run_migrations(database_url: str) -> None:
     """Apply every Alembic migration (blocking; safe to run from several processes at once)."""
     config = Config()

@@ -25,7 +25,7 @@ from memory.lifecycle import Lifecycle, touch
 from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
 from memory.prewarm import HIT_THRESHOLD, Prewarmer
-from memory.runtime import Runtime, pg_connection
+from memory.runtime import Runtime, is_cluster, pg_connection
 from memory.tiers import index
 from memory.tiers.hot import HotTier, HotWrite
 
@@ -177,10 +177,16 @@ class MemoryService:
 
     async def _announce(self, writes: Sequence[HotWrite]) -> None:
         """Tell subscribers which contexts changed. Best effort: the change itself is durable."""
-        changed = {(w.tenant, w.context_id) for w in writes}
+        changed = sorted({(w.tenant, w.context_id) for w in writes})
+        redis = self.rt.redis
         try:
-            async with self.rt.redis.pipeline(transaction=False) as pipe:
-                for tenant, ctx_id in sorted(changed):
+            if is_cluster(redis):  # cluster pipelines refuse PUBLISH
+                for tenant, ctx_id in changed:
+                    await redis.publish(keys.context_updates(tenant), ctx_id)
+                await redis.incrby(keys.counter("applied"), len(writes))
+                return
+            async with redis.pipeline(transaction=False) as pipe:
+                for tenant, ctx_id in changed:
                     pipe.publish(keys.context_updates(tenant), ctx_id)
                 pipe.incrby(keys.counter("applied"), len(writes))  # hot-tier applications
                 await pipe.execute()

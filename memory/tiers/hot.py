@@ -8,6 +8,7 @@ events in any order gives the same context.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 
 from memory import keys
 from memory.models import Context, ContextEvent
+from memory.runtime import is_cluster
 from memory.tiers import document
 
 _APPLY = """
@@ -132,27 +134,33 @@ class HotTier:
         if not writes:
             return []
         now_ms = str(_ms(now))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for write in writes:
-                head_pairs = [item for pair in write.head.items() for item in pair]
-                await self._apply(
-                    keys=[
-                        keys.context(write.tenant, write.context_id),
-                        keys.context_events(write.tenant, write.context_id),
-                    ],
-                    args=[
-                        write.event.id,
-                        _event_json(write.event),
-                        write.head_key,
-                        f"{write.importance:.4f}",
-                        str(_ms(write.event.occurred_at)),
-                        now_ms,
-                        *head_pairs,
-                    ],
-                    client=pipe,
-                )
-            results = await pipe.execute()
+        calls = [self._apply_call(write, now_ms) for write in writes]
+        if is_cluster(self._redis):  # no scripts in cluster pipelines: concurrent calls instead
+            results = await asyncio.gather(*(self._apply(keys=k, args=a) for k, a in calls))
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call_keys, call_args in calls:
+                    await self._apply(keys=call_keys, args=call_args, client=pipe)
+                results = await pipe.execute()
         return [int(result) for result in results]
+
+    @staticmethod
+    def _apply_call(write: HotWrite, now_ms: str) -> tuple[list[str], list[str | bytes]]:
+        head_pairs = [item for pair in write.head.items() for item in pair]
+        call_keys = [
+            keys.context(write.tenant, write.context_id),
+            keys.context_events(write.tenant, write.context_id),
+        ]
+        call_args: list[str | bytes] = [
+            write.event.id,
+            _event_json(write.event),
+            write.head_key,
+            f"{write.importance:.4f}",
+            str(_ms(write.event.occurred_at)),
+            now_ms,
+            *head_pairs,
+        ]
+        return call_keys, call_args
 
     async def read_raw(
         self, tenant: str, context_id: str
