@@ -34,6 +34,7 @@ from ingest.stream import StreamProducer, all_streams
 from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
+from mcp_server.subscriptions import UpdateHub
 from mcp_server.websocket import McpWebSocket
 from memory.errors import HooklineError, StoreUnavailable
 from memory.forget import forget
@@ -125,7 +126,8 @@ def create_app(
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
             acceptor = Acceptor(settings, producer, ledger)
             state.intake = Intake(settings, SourceStore(rt.db), acceptor, redact=redact)
-            mcp = build_mcp(service, settings.tenant)
+            updates = UpdateHub(rt.redis)
+            mcp = build_mcp(service, settings.tenant, producer=producer, updates=updates)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
             state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)
@@ -136,6 +138,8 @@ def create_app(
                 state.workers = await _workers(rt, service, ledger, workers)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
+                if "api" in roles:  # subscribed before the first session can subscribe
+                    await tasks.start(updates.run, name="update-hub")
                 done = [anyio.Event() for _ in state.workers]
                 if "worker" in roles:
                     streams = all_streams(settings.partitions)

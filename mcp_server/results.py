@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory.compose import Composition
 from memory.models import Context, ContextSummary, RecentEvent, SearchHit
 
 
@@ -122,3 +123,29 @@ def context(ctx: Context) -> ContextOut:
 def recent(events: list[RecentEvent], next_cursor: str | None) -> RecentResult:
     rows = [RecentOut(**{name: getattr(e, name) for name in RecentOut.model_fields}) for e in events]
     return RecentResult(events=rows, next_cursor=next_cursor)
+
+
+class ComposedPiece(BaseModel):
+    context_id: str
+    mode: str = Field(description="full (every event line) or summary")
+    tokens: int
+    score: float
+
+
+class Composed(BaseModel):
+    text: str
+    tokens: int
+    budget: int
+    pieces: list[ComposedPiece]
+
+
+def composed(result: Composition) -> Composed:
+    return Composed(
+        text=result.text,
+        tokens=result.tokens,
+        budget=result.budget,
+        pieces=[
+            ComposedPiece(context_id=p.context_id, mode=p.mode, tokens=p.tokens, score=p.score)
+            for p in result.pieces
+        ],
+    )

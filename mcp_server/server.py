@@ -257,8 +257,9 @@ def build_mcp(
         search = hashlib.sha256(orjson.dumps([query, source, since, tier])).hexdigest()[:16]
         offset = _search_offset(cursor, search)
         after = _parse_time(since, "since")
-        pool = await _tool_call(service.search_context(_tool_tenant(), query, MAX_LIMIT, source, after))
-        ranked = [found for found in pool if tier is None or found.context.tier == tier]
+        ranked = await _tool_call(
+            service.search_context(_tool_tenant(), query, MAX_LIMIT, source, after, tier=tier)
+        )
         more = offset + limit < len(ranked)
         return results.SearchResult(
             query=query,
@@ -277,6 +278,17 @@ def build_mcp(
         first. A cold (archived) context answers at once with its summary lines; pass
         restore=true to get its full events back."""
         return results.context(await _tool_call(service.get_context(_tool_tenant(), id, restore)))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def compose_context(
+        query: Annotated[str, Field(description="The question or task the context is for")],
+        max_tokens: Annotated[int, Field(ge=50, le=200_000, description="Token budget for the text")] = 2000,
+    ) -> results.Composed:
+        """Assemble the most useful memory for a question within a token budget: the best
+        contexts in full (every event line), the rest as one-line summaries, each piece starting
+        with the [context id] it came from. Never exceeds max_tokens."""
+        composed = await _tool_call(service.compose_context(_tool_tenant(), query, max_tokens))
+        return results.composed(composed)
 
     @mcp.tool(annotations=READ_ONLY)
     async def recent_events(

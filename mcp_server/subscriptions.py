@@ -102,7 +102,8 @@ class UpdateHub:
         self._legacy: dict[tuple[str, str], dict[object, ServerSession]] = {}
         self._in_flight: set[tuple[object, str]] = set()  # legacy notifications being sent
         self._again: set[tuple[object, str]] = set()  # ... and changed again meanwhile
-        self._reader: anyio.Lock | None = None
+        self._reader: anyio.Lock | None = None  # made on first use: it belongs to the running loop
+        self._live: anyio.Event | None = None  # set while the reader's subscription stands
         self._tasks: anyio.abc.TaskGroup | None = None
 
     # -- the reader ------------------------------------------------------------------------
@@ -112,20 +113,40 @@ class UpdateHub:
 
         Reports started once the pattern subscription is confirmed, so nothing published after
         that is missed. Several runs may overlap (a lifespan per connection): one reads, the others
-        report started at once and wait to take over.
+        report started once its subscription stands, and wait to take over.
         """
         if self._reader is None:
             self._reader = anyio.Lock()
-        if self._reader.locked():
+            self._live = anyio.Event()
+        try:
+            self._reader.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._subscribed()
             task_status.started()
             task_status = anyio.TASK_STATUS_IGNORED
-        async with self._reader, anyio.create_task_group() as tasks:
-            self._tasks = tasks
-            try:
-                await self._read(task_status)
-            finally:
-                self._tasks = None
-                tasks.cancel_scope.cancel()
+            await self._reader.acquire()
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                try:
+                    await self._read(task_status)
+                finally:
+                    self._tasks = None
+                    self._lost()
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._reader.release()
+
+    async def _subscribed(self) -> None:
+        """Until the reader's subscription stands (it may be replaced meanwhile: wait on the newest)."""
+        while self._live is not None and not self._live.is_set():
+            await self._live.wait()
+
+    def _lost(self) -> None:
+        """The subscription is gone: later waiters wait for the next one (waiters of one that never
+        stood keep waiting on it, and it is the one that gets set)."""
+        if self._live is None or self._live.is_set():
+            self._live = anyio.Event()
 
     async def _read(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         failures = 0
@@ -137,12 +158,16 @@ class UpdateHub:
                     pass  # nothing else can come before the confirmation
                 task_status.started()
                 task_status = anyio.TASK_STATUS_IGNORED
+                if self._live is not None:
+                    self._live.set()
                 failures = 0
                 log.debug("updates.subscribed", pattern=_PATTERN)
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         self._on_message(message["channel"], message["data"])
+                self._lost()  # not subscribed any more (it does not happen, but if it did: again)
             except (aioredis.RedisError, OSError) as exc:
+                self._lost()
                 failures += 1
                 log.warning("updates.reader_failed", error=str(exc), failures=failures)
             finally:

@@ -36,10 +36,12 @@ async def _seed(service: MemoryService, tenant: str) -> None:
 async def test_tools_are_listed_with_schemas_and_annotations(machine_rt: Runtime, tenant: str) -> None:
     async with connect(machine_rt, tenant) as (connected, _):
         tools = {tool.name: tool for tool in (await connected.list_tools()).tools}
-        assert set(tools) == {"search_context", "get_context", "recent_events"}
+        reads = {"search_context", "get_context", "compose_context", "recent_events", "pipeline_status"}
+        assert set(tools) == reads | {"remember", "forget"}
         for tool in tools.values():
             assert tool.description and tool.output_schema
-            assert tool.annotations is not None and tool.annotations.read_only_hint is True
+            assert tool.annotations is not None
+            assert tool.annotations.read_only_hint is (tool.name in reads)
         assert "query" in tools["search_context"].input_schema["required"]
 
 
@@ -100,3 +102,15 @@ async def test_another_tenants_context_is_invisible(machine_rt: Runtime, tenant:
     async with Client(build_mcp(service, "intruder")) as theirs:
         assert (await theirs.call_tool("search_context", {"query": ""})).structured_content["hits"] == []
         assert (await theirs.call_tool("get_context", {"id": ctx_id})).is_error
+
+
+async def test_compose_context_fits_the_budget_and_cites_ids(machine_rt: Runtime, tenant: str) -> None:
+    async with connect(machine_rt, tenant) as (connected, service):
+        await _seed(service, tenant)
+        result = await connected.call_tool("compose_context", {"query": "issue", "max_tokens": 300})
+        assert not result.is_error
+        composed = result.structured_content
+        assert composed["tokens"] <= 300 and composed["pieces"]
+        assert all(f"[{piece['context_id']}]" in composed["text"] for piece in composed["pieces"])
+        refused = await connected.call_tool("compose_context", {"query": "issue", "max_tokens": 5})
+        assert refused.is_error
