@@ -154,7 +154,7 @@ def create_app(
                     )  # fmt: skip
                 if "lifecycle" in roles:
                     lifecycle = Lifecycle(rt, forgetter=partial(forget, rt, decode=envelope.entry_event))
-                    tasks.start_soon(_run_lifecycle, lifecycle, name="lifecycle")
+                    tasks.start_soon(_run_lifecycle, lifecycle, service, name="lifecycle")
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_worker, worker, finished, name=name)
@@ -229,11 +229,13 @@ async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_grou
     return workers
 
 
-async def _run_lifecycle(lifecycle: Lifecycle) -> None:
-    """One pass a minute; a failed pass is logged and the next one tries again."""
+async def _run_lifecycle(lifecycle: Lifecycle, service: MemoryService) -> None:
+    """One pass a minute (tiers, retention, roll-ups, stale embeddings); a failed pass is logged and
+    the next one tries again."""
     while True:
         try:
             await lifecycle.run_pass()
+            await service.refresh_embeddings()
         except (HooklineError, aioredis.RedisError, psycopg.Error, OSError) as exc:
             log.error("lifecycle.pass_failed", error=str(exc))
         await anyio.sleep(LIFECYCLE_EVERY_S)

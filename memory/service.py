@@ -110,11 +110,25 @@ class MemoryService:
         if not self._vectors:
             return
         texts = await index.embedding_texts(conn, contexts)
-        vectors = await embedder.embed([texts[c] for c in contexts])
+        due = sorted(texts)
+        if not due:
+            return
+        vectors = await embedder.embed([texts[c] for c in due])
         await index.store_embeddings(
-            conn, [(c, search.to_pgvector(v)) for c, v in zip(contexts, vectors, strict=True)]
+            conn, [(c, search.to_pgvector(v)) for c, v in zip(due, vectors, strict=True)]
         )
-        await links.link_near_duplicates(conn, contexts)
+        await links.link_near_duplicates(conn, due)
+
+    async def refresh_embeddings(self, limit: int = 200) -> int:
+        """Re-embed contexts that changed since their embedding (the lifecycle pass calls this)."""
+        async with self._conn() as conn:
+            if self._vectors is None:
+                self._vectors = await search.has_vectors(conn)
+            if not self._vectors or self.rt.embedder is None:
+                return 0
+            stale = await index.stale_embeddings(conn, limit)
+            await self._embed(conn, stale)
+        return len(stale)
 
     def _plans(
         self, events: Sequence[Event]

@@ -17,6 +17,7 @@ from memory.models import ContextSummary, RecentEvent
 
 # How many of a context's newest event lines feed its full-text body.
 BODY_EVENTS = 200
+EMBED_EVERY_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +225,15 @@ async def recent_events(
 async def embedding_texts(
     conn: AsyncConnection[Any], contexts: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
-    """What a context's embedding is made of: title, subject, summary and its newest event lines."""
-    texts: dict[tuple[str, str], str] = dict.fromkeys(contexts, "")
-    sql = "SELECT title, subject, summary, body FROM contexts WHERE tenant = %s AND id = %s"
+    """What each context's embedding is made of (title, subject, summary and its newest event lines),
+    for the contexts that are due: never embedded, or not in the last ``EMBED_EVERY_S`` seconds (a
+    busy context is re-embedded at most that often; the lifecycle pass catches up the rest)."""
+    texts: dict[tuple[str, str], str] = {}
+    sql = f"""
+        SELECT title, subject, summary, body FROM contexts
+        WHERE tenant = %s AND id = %s
+          AND (embedded_at IS NULL OR embedded_at < now() - interval '{EMBED_EVERY_S} seconds')
+    """
     async with conn.cursor() as cur:
         for tenant, ctx_id in contexts:
             await cur.execute(sql, (tenant, ctx_id))
@@ -244,3 +251,19 @@ async def store_embeddings(conn: AsyncConnection[Any], rows: Sequence[tuple[tupl
             "UPDATE contexts SET embedding = %s::vector, embedded_at = now() WHERE tenant = %s AND id = %s",
             [(vector, tenant, ctx_id) for (tenant, ctx_id), vector in rows],
         )
+
+
+async def stale_embeddings(conn: AsyncConnection[Any], limit: int) -> list[tuple[str, str]]:
+    """Contexts changed since their embedding was made (and not re-embedded in the last minute)."""
+    rows = await (
+        await conn.execute(
+            f"""
+            SELECT tenant, id FROM contexts
+            WHERE embedded_at IS NOT NULL AND embedded_at < touched_at
+              AND embedded_at < now() - interval '{EMBED_EVERY_S} seconds'
+            ORDER BY touched_at LIMIT %s
+            """,
+            (limit,),
+        )
+    ).fetchall()
+    return [(str(row[0]), str(row[1])) for row in rows]

@@ -90,3 +90,32 @@ async def test_near_duplicates_are_linked_never_merged_and_do_not_snowball(vrt: 
             await conn.execute("SELECT count(*) FROM events WHERE tenant = %s", (tenant,))
         ).fetchone()
     assert row == (len(events),)  # no fact lost
+
+
+async def test_a_busy_context_is_embedded_at_most_once_a_minute_and_caught_up_later(
+    vrt: Runtime, tenant: str
+) -> None:
+    service = MemoryService(vrt)
+    await service.apply_events(
+        [make_event(tenant, "issues", _issue(42, "Billing export is slow", "x"), "gh:b1")]
+    )
+    async with vrt.db.connection() as conn:
+        first = await (
+            await conn.execute("SELECT embedded_at FROM contexts WHERE tenant = %s", (tenant,))
+        ).fetchone()
+    comment = copy.deepcopy(load_fixture("issue_comment_created"))
+    comment["issue"]["number"] = 42
+    await service.apply_events([make_event(tenant, "issue_comment", comment, "gh:b2")])
+    async with vrt.db.connection() as conn:
+        second = await (
+            await conn.execute("SELECT embedded_at FROM contexts WHERE tenant = %s", (tenant,))
+        ).fetchone()
+        assert first == second  # debounced: the index group did not embed again
+        rewind = "UPDATE contexts SET embedded_at = embedded_at - interval '2 minutes' WHERE tenant = %s"
+        await conn.execute(rewind, (tenant,))
+    assert await service.refresh_embeddings() == 1
+    async with vrt.db.connection() as conn:
+        third = await (
+            await conn.execute("SELECT embedded_at FROM contexts WHERE tenant = %s", (tenant,))
+        ).fetchone()
+    assert third is not None and first is not None and third[0] > first[0]
