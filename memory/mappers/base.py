@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from memory.mappers.agent import AgentMapper
 from memory.mappers.generic import GenericMapper
 from memory.mappers.github import GitHubMapper
 from memory.mappers.payload import MappingError
@@ -23,7 +24,7 @@ class Mapper(Protocol):
 
 
 _GENERIC: Mapper = GenericMapper()
-_MAPPERS: dict[str, Mapper] = {"github": GitHubMapper()}
+_MAPPERS: dict[str, Mapper] = {"github": GitHubMapper(), "agent": AgentMapper()}
 
 
 def mapper_for(provider: str) -> Mapper:
