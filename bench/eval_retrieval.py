@@ -16,10 +16,17 @@ recall@k = |expected in the top k| / min(k, |expected|), averaged over the queri
 the first expected subject (0 when none is returned). A query is "lexical" when an expected context's
 tsvector matches the query's OR-tsquery, i.e. full text can find it at all.
 
-Two experiments change nothing in memory/: the ablations re-rank the same candidates with
-memory.search.rank and one knob patched (fusion vs scoring); the mapping experiment ingests the
-corpus again (tenant "eval-enriched") with the fallback mapper's text extended by GitHub's own
-description of the event type and the payload's short text fields, to test "the text is too thin".
+The experiments change nothing in memory/ (they patch it in this process only):
+
+- the vector similarity floor (memory.search.MIN_SIMILARITY) patched away, beside the expected
+  contexts' own similarities, to show what the floor cuts;
+- ablations: memory.search.rank on the same candidates with one knob changed (fusion vs scoring);
+- full text AND-first (the OR of the terms only when the AND finds fewer than 5);
+- mapping: the corpus ingested again (tenant "eval-enriched") with the fallback mapper's text
+  extended by GitHub's own description of the event type and the payload's short text fields, to
+  test "the text is too thin".
+
+``--min-similarity X`` runs everything with the floor at X (``0`` for none).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 import memory.service
 from mcp_server.logs import configure_logging
@@ -77,6 +86,7 @@ class Query:
 class Candidates:
     text: list[dict[str, Any]]
     vector: list[dict[str, Any]]
+    query_vector: list[float]
 
 
 Modes = dict[str, list[list[str]]]  # mode -> per query, the subjects in ranked order
@@ -88,6 +98,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="only the default db is flushed")
     parser.add_argument("--database-url", default="", help="default: embedded PostgreSQL in a temp dir")
     parser.add_argument("--verbose", action="store_true", help="every query's ranks, not only the misses")
+    parser.add_argument(
+        "--min-similarity",
+        type=float,
+        help="override memory.search.MIN_SIMILARITY (the vector floor) throughout",
+    )
     return parser.parse_args()
 
 
@@ -116,7 +131,9 @@ def load_queries(path: Path, subjects: set[str]) -> list[Query]:
     return queries
 
 
-async def ingest(service: MemoryService, tenant: str, examples: Sequence[tuple[str, Any]], at: datetime) -> None:
+async def ingest(
+    service: MemoryService, tenant: str, examples: Sequence[tuple[str, Any]], at: datetime
+) -> None:
     batch = [Event(f"ex{i:03d}", tenant, SOURCE, PROVIDER, t, at, p) for i, (t, p) in enumerate(examples)]
     for i in range(0, len(batch), BATCH):
         rejected = await service.apply_events(batch[i : i + BATCH])
@@ -169,7 +186,9 @@ def facts(value: object, depth: int = 0) -> Iterator[str]:
     """Short text fields of the payload (not of the repository, sender, ...), first lines only."""
     if depth > 4:
         return
-    items = value.items() if isinstance(value, dict) else enumerate(value[:3]) if isinstance(value, list) else ()
+    items = (
+        value.items() if isinstance(value, dict) else enumerate(value[:3]) if isinstance(value, list) else ()
+    )
     for key, item in items:
         if key in NOT_THE_ITEM:
             continue
@@ -196,7 +215,9 @@ class EnrichedMapper:
 
 
 def enriched(groups: Sequence[dict[str, Any]]) -> Callable[[str], Mapper]:
-    mapper = EnrichedMapper(mapper_for(PROVIDER), {g["name"]: first_sentence(g["description"]) for g in groups})
+    mapper = EnrichedMapper(
+        mapper_for(PROVIDER), {g["name"]: first_sentence(g["description"]) for g in groups}
+    )
     return lambda provider: mapper if provider.strip().lower() == PROVIDER else mapper_for(provider)
 
 
@@ -209,7 +230,7 @@ async def candidates(rt: Runtime, tenant: str, query: str) -> Candidates:
     async with rt.db.connection() as conn:
         text_rows = await search.text_candidates(conn, tenant, query, search.Filters())
         vector_rows = await search.vector_candidates(conn, tenant, vector, search.Filters())
-    return Candidates(text_rows, vector_rows)
+    return Candidates(text_rows, vector_rows, vector)
 
 
 async def evaluate(
@@ -228,7 +249,9 @@ async def evaluate(
     return modes, cands
 
 
-def rerank(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime, patches: list[Patch]) -> list[list[str]]:
+def rerank(
+    cands: Sequence[Candidates], queries: Sequence[Query], now: datetime, patches: list[Patch]
+) -> list[list[str]]:
     with ExitStack() as stack:
         for target, name, value in patches:
             stack.enter_context(patched(target, name, value))
@@ -282,6 +305,37 @@ def weighted_rrf(vector_weight: float) -> Callable[[list[list[str]], int], dict[
     return fuse
 
 
+AND_ENOUGH = 5
+_or_candidates = search.text_candidates
+
+
+async def and_first(
+    conn: AsyncConnection[Any],
+    tenant: str,
+    query: str,
+    filters: search.Filters,
+    limit: int = search.CANDIDATES,
+) -> list[dict[str, Any]]:
+    """Full text with every term required; the OR of the terms only when that finds fewer than 5."""
+    params: dict[str, Any] = {"tenant": tenant, "query": query, "limit": limit}
+    where = filters.sql(params)
+    sql = f"""
+        WITH q AS (SELECT nullif(plainto_tsquery('english', %(query)s)::text, '')::tsquery AS t)
+        SELECT {search._COLUMNS}, ts_rank_cd(tsv, q.t, 32) AS rank FROM contexts, q
+        WHERE {where} AND tsv @@ q.t ORDER BY rank DESC, updated_at DESC LIMIT %(limit)s
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        rows = list(await cur.fetchall())
+    return rows if len(rows) >= AND_ENOUGH else await _or_candidates(conn, tenant, query, filters, limit)
+
+
+VECTORS_FIRST: list[Patch] = [
+    (search, "reciprocal_rank_fusion", weighted_rrf(3.0)),
+    (search, "score", relevance_only),
+]
+
+
 def ablations(cands: Sequence[Candidates], queries: Sequence[Query], now: datetime) -> Modes:
     variants: dict[str, list[Patch]] = {
         "rank() as shipped": [],
@@ -291,10 +345,7 @@ def ablations(cands: Sequence[Candidates], queries: Sequence[Query], now: dateti
         "priors as tie-breakers (+-10 %)": [(search, "score", gentle)],
         "RRF k=10": [(search, "RRF_K", 10)],
         "RRF k=10, RRF only": [(search, "RRF_K", 10), (search, "score", relevance_only)],
-        "RRF vector weight 2, RRF only": [
-            (search, "reciprocal_rank_fusion", weighted_rrf(2.0)),
-            (search, "score", relevance_only),
-        ],
+        "RRF vector weight 3, RRF only": VECTORS_FIRST,
     }
     return {name: rerank(cands, queries, now, patches) for name, patches in variants.items()}
 
@@ -313,7 +364,9 @@ def recall(ranked: Sequence[str], expected: frozenset[str], k: int) -> float:
 def metrics(ranked: list[list[str]], queries: Sequence[Query], which: Sequence[int]) -> str:
     if not which:
         return f"{'-':>26}"
-    r1, r5, r10 = (sum(recall(ranked[i], queries[i].expected, k) for i in which) / len(which) for k in (1, K, 10))
+    r1, r5, r10 = (
+        sum(recall(ranked[i], queries[i].expected, k) for i in which) / len(which) for k in (1, K, 10)
+    )
     mrr = sum(1 / r for i in which if (r := rank_of(ranked[i], queries[i].expected))) / len(which)
     return f"{r1:>8.2f}{r5:>6.2f}{r10:>6.2f}{mrr:>6.2f}"
 
@@ -337,21 +390,63 @@ def relevance_spread(cands: Sequence[Candidates], queries: Sequence[Query], now:
     return f"median relevance(#5)/relevance(#1) under RRF k={search.RRF_K}: {statistics.median(ratios):.2f}"
 
 
-def misses(queries: Sequence[Query], modes: Modes, info: dict[str, dict[str, Any]], overlap: list[bool], every: bool) -> None:
-    hybrid = modes[HYBRID]
+def misses(
+    queries: Sequence[Query],
+    columns: Modes,
+    info: dict[str, dict[str, Any]],
+    overlap: list[bool],
+    every: bool,
+) -> None:
+    """The queries the hybrid misses; ``columns`` are short names of the modes whose ranks to show."""
+    hybrid = columns["hybrid"]
     chosen = [i for i, q in enumerate(queries) if every or recall(hybrid[i], q.expected, K) < 1]
-    print(f"\n{'every query' if every else f'hybrid misses (recall@{K} < 1): {len(chosen)}'}; rank of the first "
-          "expected subject per mode (- = not returned)")  # fmt: skip
+    which = "every query" if every else f"hybrid misses (recall@{K} < 1): {len(chosen)}"
+    print(f"\n{which}; rank of the first expected subject per mode (- = not returned)")
     for i in chosen:
         q = queries[i]
-        ranks = "  ".join(f"{name.split()[0]} {rank_of(modes[name][i], q.expected) or '-'}" for name in modes)
+        ranks = "  ".join(
+            f"{name} {rank_of(ranked[i], q.expected) or '-'}" for name, ranked in columns.items()
+        )
         print(f"- [{q.style}{'' if overlap[i] else ', no shared word'}] {q.text!r}   {ranks}")
         print(f"    expected: {', '.join(sorted(q.expected))}")
         top = [f"{s} ({info[s]['kind']}, imp {info[s]['importance']:.1f})" for s in hybrid[i][:K]]
         print(f"    hybrid top {K}: " + "; ".join(top))
 
 
-async def run(args: argparse.Namespace, tmp: Path) -> None:
+@dataclass
+class Results:
+    examples: int
+    seconds: float  # ingesting the corpus
+    received: datetime
+    info: dict[str, dict[str, Any]]
+    queries: list[Query]
+    overlap: list[bool]
+    modes: Modes
+    cands: list[Candidates]
+    rich: Modes
+    similarity: list[float]  # per query, the best cosine similarity of an expected context
+    floor: float | None  # memory.search.MIN_SIMILARITY, where there is one
+    floorless: Modes  # the modes with that floor patched away (empty without a floor)
+    strict: Modes  # the modes with full text AND-first
+
+
+async def expected_similarity(
+    rt: Runtime, queries: Sequence[Query], cands: Sequence[Candidates]
+) -> list[float]:
+    best = []
+    async with rt.db.connection() as conn:
+        for q, c in zip(queries, cands, strict=True):
+            cur = await conn.execute(
+                "SELECT max(1 - (embedding <=> %s::vector)) FROM contexts "
+                "WHERE tenant = %s AND subject = ANY(%s)",
+                (search.to_pgvector(c.query_vector), TENANT, list(q.expected)),
+            )
+            row = await cur.fetchone()
+            best.append(float(row[0]) if row and row[0] is not None else math.nan)
+    return best
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> Results:
     groups = load_groups()
     examples = [(g["name"], example) for g in groups for example in g["examples"]]
     env = {
@@ -368,7 +463,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         async with rt.db.connection() as conn:
             if not await search.has_vectors(conn):
                 sys.exit("this PostgreSQL has no pgvector: leave --database-url empty for the embedded one")
-            for table_name in ("events", "contexts"):
+            for table_name in ("events", "contexts", "context_links"):
                 await conn.execute(f"DELETE FROM {table_name} WHERE tenant = ANY(%s)", ([TENANT, ENRICHED],))
         service = MemoryService(rt)
         # Replayed today: received now; a context dates from its payload's own timestamp if it has one.
@@ -381,41 +476,135 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         queries = load_queries(args.queries, set(info))
         modes, cands = await evaluate(rt, service, TENANT, queries, now)
         overlap = [await lexical(rt, q) for q in queries]
+        similarity = await expected_similarity(rt, queries, cands)
+        floor: float | None = getattr(search, "MIN_SIMILARITY", None)
+        floorless: Modes = {}
+        if floor is not None:
+            with patched(search, "MIN_SIMILARITY", -1.0):
+                floorless, bare = await evaluate(rt, service, TENANT, queries, now)
+            floorless["RRF only (score = relevance)"] = rerank(
+                bare, queries, now, [(search, "score", relevance_only)]
+            )
+        with patched(search, "text_candidates", and_first):
+            strict, strict_cands = await evaluate(rt, service, TENANT, queries, now)
+        strict["RRF only (score = relevance)"] = rerank(
+            strict_cands, queries, now, [(search, "score", relevance_only)]
+        )
         with patched(memory.service, "mapper_for", enriched(groups)):
             await ingest(service, ENRICHED, examples, received)
         rich, rich_cands = await evaluate(rt, service, ENRICHED, queries, now)
-        rich["RRF only (score = relevance)"] = rerank(rich_cands, queries, now, [(search, "score", relevance_only)])
-        rich["priors as tie-breakers (+-10 %)"] = rerank(rich_cands, queries, now, [(search, "score", gentle)])
+        variants: list[tuple[str, list[Patch]]] = [
+            ("RRF only (score = relevance)", [(search, "score", relevance_only)]),
+            ("priors as tie-breakers (+-10 %)", [(search, "score", gentle)]),
+            ("RRF vector weight 3, RRF only", VECTORS_FIRST),
+        ]
+        for name, patches in variants:
+            rich[name] = rerank(rich_cands, queries, now, patches)
         if args.redis_url == DEFAULT_REDIS:
             await rt.redis.flushdb()
+    return Results(
+        len(examples),
+        seconds,
+        received,
+        info,
+        queries,
+        overlap,
+        modes,
+        cands,
+        rich,
+        similarity,
+        floor,
+        floorless,
+        strict,
+    )
 
-    fresh = sorted(s for s, r in info.items() if r["updated_at"] >= received - timedelta(days=1))
-    embedded = sum(r["embedded"] for r in info.values())
-    print(f"\n{os.cpu_count()} cores; {len(examples)} examples -> {len(info)} contexts ({embedded} embedded, ", end="")
-    print(f"all-MiniLM-L6-v2 int8) in {seconds:.1f} s; {len(queries)} queries from {args.queries.name}")
-    print(f"RRF k={search.RRF_K}, {search.CANDIDATES} candidates per list; received = {received:%Y-%m-%d %H:%M} UTC, ", end="")
-    print(f"searched 1 min later. {len(fresh)} of {len(info)} contexts carry no payload timestamp, so they")
-    print("date from receipt and look fresh to the scorer; the rest date from 2017-2023.")
-    everything = list(range(len(queries)))
+
+def report(r: Results, args: argparse.Namespace) -> None:
+    fresh = [s for s, row in r.info.items() if row["updated_at"] >= r.received - timedelta(days=1)]
+    embedded = sum(row["embedded"] for row in r.info.values())
+    print(
+        f"\n{os.cpu_count()} cores; {r.examples} examples -> {len(r.info)} contexts ({embedded} embedded, ",
+        end="",
+    )
+    print(f"all-MiniLM-L6-v2 int8) in {r.seconds:.1f} s; {len(r.queries)} queries from {args.queries.name}")
+    floor = "none" if r.floor is None else f"{r.floor}"
+    print(
+        f"RRF k={search.RRF_K}, {search.CANDIDATES} candidates per list, vector similarity floor {floor}; ",
+        end="",
+    )
+    print(f"received = {r.received:%Y-%m-%d %H:%M} UTC, searched 1 min later. {len(fresh)} of {len(r.info)}")
+    print("contexts carry no payload timestamp, so they date from receipt and look fresh to the scorer;")
+    print("the rest date from 2017-2023.")
+    queries, everything = r.queries, list(range(len(r.queries)))
     by_overlap = {
         "all": everything,
-        "lexical": [i for i in everything if overlap[i]],
-        "no shared word": [i for i in everything if not overlap[i]],
+        "lexical": [i for i in everything if r.overlap[i]],
+        "no shared word": [i for i in everything if not r.overlap[i]],
     }
-    by_style = {s: [i for i in everything if queries[i].style == s] for s in sorted({q.style for q in queries})}
-    table("recall@k (|expected in top k| / min(k, |expected|)) and MRR", modes, queries, by_overlap)
-    table("the same, by the style the question was written in", modes, queries, by_style)
-    table("ablations: memory.search.rank on the same candidates, one knob patched", ablations(cands, queries, now), queries, by_overlap)
-    print(relevance_spread(cands, queries, now) + "; the priors span x0.5-x1 (recency), x0.7-x1.5 (importance)")
-    table("mapping experiment: fallback events' text + GitHub's event description + payload text fields", rich, queries, by_overlap)
-    misses(queries, modes | {"RRF": ablations(cands, queries, now)["RRF only (score = relevance)"]}, info, overlap, args.verbose)
+    styles = sorted({q.style for q in queries})
+    by_style = {s: [i for i in everything if queries[i].style == s] for s in styles}
+    table("recall@k (|expected in top k| / min(k, |expected|)) and MRR", r.modes, queries, by_overlap)
+    table("the same, by the style the question was written in", r.modes, queries, by_style)
+    if r.floorless:
+        table(
+            f"the same without the vector similarity floor ({r.floor} patched away)",
+            r.floorless,
+            queries,
+            by_overlap,
+        )
+    print(similarity_line(r))
+    now = r.received + timedelta(minutes=1)
+    ablated = ablations(r.cands, queries, now)
+    table(
+        "ablations: memory.search.rank on the same candidates, one knob patched", ablated, queries, by_overlap
+    )
+    print(
+        relevance_spread(r.cands, queries, now)
+        + "; the priors span x0.5-x1 (recency), x0.7-x1.5 (importance)"
+    )
+    title = f"full text AND-first: every term required, the OR only when that finds < {AND_ENOUGH}"
+    table(title, r.strict, queries, by_overlap)
+    title = "mapping experiment: fallback events' text + GitHub's event description + payload text fields"
+    table(title, r.rich, queries, by_overlap)
+    columns = {
+        "keyword": r.modes["keyword (text_candidates)"],
+        "vector": r.modes["vector (vector_candidates)"],
+        "hybrid": r.modes[HYBRID],
+        "RRF-only": ablated["RRF only (score = relevance)"],
+        "enriched:vector": r.rich["vector (vector_candidates)"],
+        "enriched:RRF-only": r.rich["RRF only (score = relevance)"],
+    }
+    if r.floorless:
+        columns["no-floor:vector"] = r.floorless["vector (vector_candidates)"]
+    misses(queries, columns, r.info, r.overlap, args.verbose)
+
+
+def similarity_line(r: Results) -> str:
+    """Where the expected contexts sit in cosine similarity: what a similarity floor would cut."""
+    values = [v for v in r.similarity if not math.isnan(v)]
+    cut = r.floor if r.floor is not None else 0.3
+    paraphrases = [v for v, lexical_ in zip(r.similarity, r.overlap, strict=True) if not lexical_]
+    below = sum(v < cut for v in values)
+    return (
+        f"best expected context's cosine similarity per query: median {statistics.median(values):.2f}, "
+        f"10th percentile {pct(values, 10):.2f}; {below} of {len(values)} queries below {cut} "
+        f"({sum(v < cut for v in paraphrases)} of {len(paraphrases)} without a shared word)"
+    )
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(len(ordered) * p / 100) - 1))]
 
 
 def main() -> int:
     args = parse_args()
     configure_logging("WARNING", json_logs=False)
-    with tempfile.TemporaryDirectory(prefix="hookline-eval-") as tmp:
-        anyio.run(run, args, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="hookline-eval-") as tmp, ExitStack() as stack:
+        if args.min_similarity is not None and hasattr(search, "MIN_SIMILARITY"):
+            stack.enter_context(patched(search, "MIN_SIMILARITY", args.min_similarity))
+        results = anyio.run(run, args, Path(tmp))
+    report(results, args)
     print(f"\nreproduce: bash bench/setup_examples.sh && {sys.executable} bench/eval_retrieval.py")
     return 0
 
