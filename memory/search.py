@@ -20,9 +20,13 @@ from memory.scoring import Signals, reciprocal_rank_fusion, score
 
 CANDIDATES = 50
 RRF_K = 60
-# Below this cosine similarity a vector neighbour is noise, not a match (MiniLM: unrelated texts
-# score about 0.0-0.2, paraphrases 0.4 and up).
-MIN_SIMILARITY = 0.3
+# A vector neighbour counts as a match above an absolute floor (MiniLM: unrelated texts score about
+# 0.0-0.15) and within a share of the best neighbour's similarity (so a query with strong matches
+# does not drag in the weak ones). bench/eval_retrieval.py: a fixed 0.3 floor cut 30 of 75 answers.
+MIN_SIMILARITY = 0.15
+RELATIVE_SIMILARITY = 0.6
+TEXT_MATCHES_RANKED = 2000  # full-text ranking cost grows with matches: rank the newest this many
+HNSW_EF_SEARCH = 100  # must be at least the candidate count, or HNSW returns fewer (default 40)
 
 _COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
@@ -67,8 +71,11 @@ async def text_candidates(
             SELECT nullif(replace(plainto_tsquery('english', %(query)s)::text, '&', '|'), '')::tsquery AS t
         )
         SELECT {_COLUMNS}, CASE WHEN q.t IS NULL THEN 0 ELSE ts_rank_cd(tsv, q.t, 32) END AS rank
-        FROM contexts, q
-        WHERE {where} AND (q.t IS NULL OR tsv @@ q.t)
+        FROM (
+            SELECT contexts.* FROM contexts, q
+            WHERE {where} AND (q.t IS NULL OR tsv @@ q.t)
+            ORDER BY updated_at DESC LIMIT {TEXT_MATCHES_RANKED}
+        ) contexts, q
         ORDER BY rank DESC, updated_at DESC
         LIMIT %(limit)s
     """
@@ -89,7 +96,13 @@ async def vector_candidates(
         FROM contexts WHERE {where} AND embedding IS NOT NULL
         ORDER BY embedding <=> %(vec)s::vector LIMIT %(limit)s
     """
-    return [row for row in await _rows(conn, sql, params) if row["similarity"] >= MIN_SIMILARITY]
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(HNSW_EF_SEARCH),))
+        rows = await _rows(conn, sql, params)
+    if not rows:
+        return []
+    floor = max(MIN_SIMILARITY, RELATIVE_SIMILARITY * max(row["similarity"] for row in rows))
+    return [row for row in rows if row["similarity"] >= floor]
 
 
 def to_pgvector(vector: Sequence[float]) -> str:
