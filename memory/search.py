@@ -19,7 +19,7 @@ from memory.models import ContextSummary, SearchHit
 from memory.scoring import Signals, reciprocal_rank_fusion, score
 
 CANDIDATES = 50
-RRF_K = 60
+RRF_K = 10  # small k keeps rank gaps larger than the recency/importance nudges (eval: 0.79 -> 0.83)
 # A vector neighbour counts as a match above an absolute floor (MiniLM: unrelated texts score about
 # 0.0-0.15) and within a share of the best neighbour's similarity (so a query with strong matches
 # does not drag in the weak ones). bench/eval_retrieval.py: a fixed 0.3 floor cut 30 of 75 answers.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from memory.mappers.github_about import ABOUT
 from memory.mappers.github_ci import map_check, map_workflow_job, map_workflow_run
 from memory.mappers.github_event import COMMENT_CHARS, GitHubEvent, label_names
 from memory.mappers.github_refs import map_create_delete, map_popularity, map_push, map_release
@@ -80,6 +81,12 @@ def map_fallback(ev: GitHubEvent) -> MappedEvent:
     text += f": {name}" if name else ""
     body = string(comment, "body") or string(item, "body")
     text += f" - {excerpt(body, COMMENT_CHARS)}" if body else ""
+    details = [
+        string(item, field) for field in ("summary", "description", "state", "environment", "severity")
+    ]
+    text += "".join(f"; {excerpt(detail, 160)}" for detail in details if detail)
+    about = ABOUT.get(ev.event_type)
+    text += f" ({about})" if about else ""
     title = " ".join(part for part in (ev.repo or ev.sender or "github", noun, name) if part)
     return ev.build(
         subject,
