@@ -294,11 +294,11 @@ def gentle(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, fl
     return signals.relevance * (0.9 + 0.1 * fresh) * (0.9 + 0.2 * importance), {}
 
 
-def weighted_rrf(vector_weight: float) -> Callable[[list[list[str]], int], dict[str, float]]:
-    def fuse(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
+def weighted_rrf(vector_weight: float) -> Callable[[list[list[tuple[str, float]]], int], dict[str, float]]:
+    def fuse(rankings: list[list[tuple[str, float]]], k: int = 60) -> dict[str, float]:
         fused: dict[str, float] = {}
         for n, ranking in enumerate(rankings):
-            for rank, item in enumerate(ranking, start=1):
+            for rank, (item, _) in enumerate(ranking, start=1):
                 fused[item] = fused.get(item, 0.0) + (vector_weight if n else 1.0) / (k + rank)
         return fused
 

@@ -81,10 +81,14 @@ def score(signals: Signals, now: datetime) -> tuple[float, dict[str, float]]:
     return round(total, 6), breakdown
 
 
-def reciprocal_rank_fusion(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
-    """Fuse ranked id lists: Σ 1/(k + rank). Ids missing from a list simply get nothing from it."""
+def reciprocal_rank_fusion(rankings: list[list[tuple[str, float]]], k: int = 60) -> dict[str, float]:
+    """Fuse ranked lists of (id, score), best first: Σ 1/(k + rank). Equal scores share a rank (so
+    ties stay ties for recency and importance to break); ids missing from a list get nothing."""
     fused: dict[str, float] = {}
     for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
+        rank, previous = 0, None
+        for position, (item, value) in enumerate(ranking, start=1):
+            if value != previous:
+                rank, previous = position, value
             fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
     return fused

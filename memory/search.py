@@ -127,9 +127,11 @@ def rank(
     text_rows: list[dict[str, Any]], vector_rows: list[dict[str, Any]], query: str, now: datetime, limit: int
 ) -> list[SearchHit]:
     rows = {row["id"]: row for row in vector_rows} | {row["id"]: row for row in text_rows}
-    rankings = [[row["id"] for row in text_rows if row["rank"] > 0 or not query.strip()]]
+    rankings = [
+        [(row["id"], float(row["rank"])) for row in text_rows if row["rank"] > 0 or not query.strip()]
+    ]
     if vector_rows:
-        rankings.append([row["id"] for row in vector_rows])
+        rankings.append([(row["id"], float(row["similarity"])) for row in vector_rows])
     fused = reciprocal_rank_fusion(rankings, RRF_K)
     best_possible = len(rankings) / (RRF_K + 1)
     hits = []

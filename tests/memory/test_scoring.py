@@ -56,9 +56,15 @@ def test_access_boosts_and_the_boost_decays() -> None:
 
 
 def test_rank_fusion_rewards_agreement() -> None:
-    fused = scoring.reciprocal_rank_fusion([["a", "b", "c"], ["b", "a", "d"]])
-    assert max(fused, key=lambda k: fused[k]) in ("a", "b")
+    fused = scoring.reciprocal_rank_fusion(
+        [[("a", 3), ("b", 2), ("c", 1)], [("b", 0.9), ("a", 0.8), ("d", 0.1)]]
+    )
     assert fused["a"] == fused["b"] > fused["c"] > 0 and fused["d"] > 0
+
+
+def test_rank_fusion_keeps_ties_tied() -> None:
+    fused = scoring.reciprocal_rank_fusion([[("a", 0.5), ("b", 0.5), ("c", 0.2)]], k=10)
+    assert fused["a"] == fused["b"] == 1 / 11 and fused["c"] == 1 / 13
 
 
 async def test_search_orders_equally_relevant_contexts_by_recency_then_importance(
