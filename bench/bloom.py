@@ -8,9 +8,14 @@ double hashing) with `capacity` distinct events, then probes it with events it h
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-from ingest.dedup import BloomConfig
+# bench/ingest.py would shadow the ingest package: resolve imports from the repository root.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from ingest.dedup import BloomConfig  # noqa: E402
 
 
 def main() -> None:
@@ -36,8 +41,9 @@ def main() -> None:
         f"{bloom.error_rate}; {bloom.bits:,} bits ({bloom.bits / 8 / 1024:.0f} KiB), {bloom.hashes} hashes"
     )
     print(
-        f"measured at capacity: {false_positives / args.probes:.5f} ({false_positives:,} of {args.probes:,} unseen "
-        f"events), fill {fill:.3f}, estimate fill^k {bloom.estimated_false_positive_rate(fill):.5f}"
+        f"measured at capacity: {false_positives / args.probes:.5f} ({false_positives:,} of "
+        f"{args.probes:,} unseen events), fill {fill:.3f}, "
+        f"estimate fill^k {bloom.estimated_false_positive_rate(fill):.5f}"
     )
     print(
         "every Bloom hit is confirmed against the PostgreSQL ledger, so a false positive costs one "
