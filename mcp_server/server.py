@@ -32,7 +32,7 @@ from pydantic import Field
 
 from ingest.envelope import decode_envelope, to_event
 from ingest.stream import StreamProducer
-from mcp_server import prompts, results
+from mcp_server import completions, prompts, results
 from mcp_server.auth import TENANT_SCOPE_KEY
 from mcp_server.notes import DEFAULT_SUBJECT, NoteQueue, note
 from mcp_server.subscriptions import CONTEXT_URI, UpdateHub
@@ -236,6 +236,7 @@ def build_mcp(
     )
     hub.install(mcp._lowlevel_server, _subscriber_tenant)  # tenant-scoped listen, legacy subscribe
     prompts.register(mcp, service, current_tenant)
+    completions.install(mcp, service, current_tenant)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_context(

@@ -114,3 +114,22 @@ async def test_compose_context_fits_the_budget_and_cites_ids(machine_rt: Runtime
         assert all(f"[{piece['context_id']}]" in composed["text"] for piece in composed["pieces"])
         refused = await connected.call_tool("compose_context", {"query": "issue", "max_tokens": 5})
         assert refused.is_error
+
+
+async def test_completion_offers_this_tenants_sources_and_context_ids(
+    machine_rt: Runtime, tenant: str
+) -> None:
+    from mcp_types import PromptReference, ResourceTemplateReference
+
+    from memory.sources import SourceStore
+
+    await SourceStore(machine_rt.db).add("gh-main", "github", ["s"], tenant)
+    await SourceStore(machine_rt.db).add("gh-other-tenant", "github", ["s"], "someone-else")
+    async with connect(machine_rt, tenant) as (connected, service):
+        await _seed(service, tenant)
+        prompt = PromptReference(type="ref/prompt", name="summarize_activity")
+        sources = await connected.complete(prompt, {"name": "source", "value": "gh"})
+        assert sources.completion.values == ["gh-main"]
+        template = ResourceTemplateReference(type="ref/resource", uri="hookline://context/{id}")
+        ids = await connected.complete(template, {"name": "id", "value": "ctx_"})
+        assert len(ids.completion.values) == 3 and all(v.startswith("ctx_") for v in ids.completion.values)
