@@ -30,12 +30,14 @@ from ingest.accept import Acceptor
 from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, Redactor, error, no_redaction
 from ingest.maintenance import run_maintenance, watch_pressure
+from ingest.retry import RetryPolicies, RetryPolicy
 from ingest.stream import StreamProducer, all_streams
 from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
 from mcp_server.subscriptions import UpdateHub
 from mcp_server.websocket import McpWebSocket
+from memory import keys
 from memory.errors import HooklineError, StoreUnavailable
 from memory.forget import forget
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
@@ -178,7 +180,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks = await _readiness(state.runtime)
+        checks = await _readiness(state.runtime, state.workers)
         ok = all(value == "ok" for value in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
@@ -218,7 +220,9 @@ async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_grou
         INDEX_GROUP: index_handler(service),
         AUDIT_GROUP: audit_handler(ledger),
     }
-    base = WorkerConfig(batch_size=settings.batch_size, block_ms=settings.block_ms)
+    base = WorkerConfig(
+        batch_size=settings.batch_size, block_ms=settings.block_ms, retries=await _retry_policies(rt)
+    )
     workers: list[Worker] = []
     for group, handler in handlers.items():
         taken: set[str] = set()
@@ -227,6 +231,26 @@ async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_grou
             taken.add(name)
             workers.append(Worker(rt.redis, handler, settings.partitions, replace(base, group=group), name))
     return workers
+
+
+async def _retry_policies(rt: Runtime) -> RetryPolicies:
+    """Per-source retry policies from the sources' options (``retry_base_s``, ``retry_cap_s``,
+    ``retry_max_attempts``); read at start, so a change applies on the next restart."""
+    default = RetryPolicy()
+    per_source: dict[str, RetryPolicy] = {}
+    for source in await SourceStore(rt.db).list():
+        options = source.options
+        if not any(key.startswith("retry_") for key in options):
+            continue
+        try:
+            per_source[source.name] = RetryPolicy(
+                base_s=float(options.get("retry_base_s", default.base_s)),
+                cap_s=float(options.get("retry_cap_s", default.cap_s)),
+                max_attempts=int(options.get("retry_max_attempts", default.max_attempts)),
+            )
+        except (TypeError, ValueError):
+            log.error("retry.bad_options", source=source.name, options=options)
+    return RetryPolicies(default=default, per_source=per_source)
 
 
 async def _run_lifecycle(lifecycle: Lifecycle, service: MemoryService) -> None:
@@ -248,7 +272,7 @@ async def _run_worker(worker: Worker, finished: anyio.Event) -> None:
         finished.set()
 
 
-async def _readiness(rt: Runtime | None) -> dict[str, str]:
+async def _readiness(rt: Runtime | None, workers: Sequence[Worker] = ()) -> dict[str, str]:
     if rt is None:
         return {"runtime": "starting"}
     checks: dict[str, str] = {}
@@ -268,4 +292,11 @@ async def _readiness(rt: Runtime | None) -> dict[str, str]:
         checks["blobstore"] = "ok"
     except (StoreUnavailable, OSError) as exc:
         checks["blobstore"] = f"error: {exc}"
+    for worker in workers:  # each consumer of this process writes a heartbeat every turn (TTL 120 s)
+        name = f"consumer:{worker.config.group}:{worker.name}"
+        try:
+            beating = await rt.redis.exists(keys.consumer_heartbeat(worker.config.group, worker.name))
+            checks[name] = "ok" if beating else "error: no heartbeat for 120 s"
+        except aioredis.RedisError as exc:
+            checks[name] = f"error: {exc}"
     return checks

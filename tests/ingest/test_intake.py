@@ -135,6 +135,8 @@ async def test_accepted_events_reach_the_context_and_metrics(
     assert 'hookline_webhooks_total{outcome="202",source="gh"}' in metrics
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+    consumers = [name for name in ready.json()["checks"] if name.startswith("consumer:")]
+    assert {name.split(":")[1] for name in consumers} == {"context", "index", "audit"}
 
 
 async def test_redis_down_means_503_never_2xx(tmp_root: Path, machine_rt: Runtime) -> None:
