@@ -12,8 +12,12 @@ and end-to-end latency from POST to a context readable over MCP, at a steady rat
    from the POST until MCP ``get_context`` over streamable HTTP returns the event (the poll is
    triggered by the context-update pub/sub message, so the server is not flooded with polls).
 
-Redis: db 14 of the machine's Redis (reserved for benches and flushed) or --redis-url; PostgreSQL:
-an embedded one (pgvector) in a temp dir, fresh for every phase.
+Stores: an embedded Redis (AOF on, unix socket) and an embedded PostgreSQL (pgvector) in a temp dir,
+fresh for every phase; or ``--redis-url`` (its database is flushed before every phase, so not db 14
+while another bench uses it).
+
+Run it as a module from the repository root, ``.venv/bin/python -m bench.process`` (run as a file,
+bench/ingest.py would shadow the ``ingest`` package).
 """
 
 from __future__ import annotations
@@ -50,13 +54,12 @@ from redis.exceptions import ResponseError
 from ingest import envelope
 from ingest.stream import StreamProducer, Submission
 from memory import keys
-from memory.embedded import EmbeddedPostgres
+from memory.embedded import EmbeddedPostgres, EmbeddedRedis
 from memory.ids import context_id
 from memory.runtime import run_migrations
 from memory.sources import SourceStore
 
 BIN = Path(sys.executable).parent
-DEFAULT_REDIS = "redis://127.0.0.1:6379/14"  # db 14 is reserved for benches: it is flushed
 PARTITIONS = 4
 SOURCES = ("bench-a", "bench-b", "bench-c", "bench-d")
 TENANT = "default"
@@ -64,14 +67,14 @@ TENANT = "default"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=6_000, help="backlog for throughput and recovery")
+    parser.add_argument("--events", type=int, default=10_000, help="backlog for throughput and recovery")
     parser.add_argument("--subjects", type=int, default=24, help="contexts the backlog is spread over")
     parser.add_argument("--rate", type=float, default=2_000, help="events/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=15, help="length of the latency phase")
     parser.add_argument("--sample-every", type=int, default=100, help="latency sample: every k-th event")
     parser.add_argument("--connections", type=int, default=48, help="HTTP connections in the latency phase")
     parser.add_argument("--embedder", default="local", help="HOOKLINE_EMBEDDER of the workers")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="only the default db is flushed")
+    parser.add_argument("--redis-url", default="", help="default: an embedded Redis; a given one is flushed")
     parser.add_argument("--phases", default="throughput,recovery,latency")
     return parser.parse_args()
 
@@ -104,21 +107,25 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(work: Path, phase: str, args: argparse.Namespace) -> Iterator[Stack]:
-    """A fresh embedded PostgreSQL (and an emptied Redis db) for one phase."""
+    """Fresh stores for one phase: an embedded PostgreSQL, and an embedded Redis (or an emptied one)."""
     root = work / phase
     root.mkdir()
-    if args.redis_url == DEFAULT_REDIS:
+    embedded = EmbeddedRedis(root)
+    if args.redis_url:
         import redis
 
         with redis.Redis.from_url(args.redis_url) as client:
             client.flushdb()
+    redis_url = args.redis_url or embedded.acquire()
     postgres = EmbeddedPostgres(root)
-    url = postgres.acquire()
     try:
+        url = postgres.acquire()
         run_migrations(url)
-        yield Stack(root, args.redis_url, url, args.embedder)
+        yield Stack(root, redis_url, url, args.embedder)
     finally:
         postgres.release()
+        if not args.redis_url:
+            embedded.release()
 
 
 class Server:
@@ -331,10 +338,13 @@ async def throughput(work: Path, args: argparse.Namespace, processes: int, figur
         figures.add(f"{processes} worker process(es), check", await check_exactly_once(st, args.events))
 
 
-async def recovery(work: Path, args: argparse.Namespace, figures: Figures) -> None:
-    with stack(work, "recovery", args) as st:
+async def recovery(work: Path, args: argparse.Namespace, figures: Figures, elsewhere: bool) -> None:
+    """``elsewhere``: the worker comes back under another worker id (as on another host), so it
+    cannot take the dead one's consumer names back and XAUTOCLAIM must reclaim its entries."""
+    how = "restarted elsewhere" if elsewhere else "restarted in place"
+    with stack(work, f"recovery-{'elsewhere' if elsewhere else 'in-place'}", args) as st:
         await prefill(st, args.events, args.subjects)
-        worker = Server("worker", "worker", st.env(), st.root)
+        worker = Server("worker", "worker", st.env(worker_id="bench-a"), st.root)
         redis = aioredis.Redis.from_url(st.redis_url)
         with running(worker):
             await anyio.to_thread.run_sync(worker.start)
@@ -347,6 +357,8 @@ async def recovery(work: Path, args: argparse.Namespace, figures: Figures) -> No
             killed = time.monotonic()
             held = await pending_ids(redis)
             backlog = max((await remaining(redis)).values())
+            if elsewhere:
+                worker.env = st.env(worker_id="bench-b")
             restart_s = await anyio.to_thread.run_sync(worker.start)
             await poll(lambda: done_with(redis, held))
             in_flight_s = time.monotonic() - killed
@@ -354,11 +366,12 @@ async def recovery(work: Path, args: argparse.Namespace, figures: Figures) -> No
             drained_s = time.monotonic() - killed
         await redis.aclose()
         held_n = sum(len(v) for v in held.values())
-        figures.add("kill -9 -> restarted worker ready", f"{restart_s:.1f} s")
-        figures.add("kill -9 -> dead worker's in-flight entries done", f"{in_flight_s:.1f} s",
+        figures.add(f"kill -9, {how}: worker ready after", f"{restart_s:.1f} s")
+        figures.add(f"kill -9, {how}: in-flight entries done after", f"{in_flight_s:.1f} s",
                     f"({held_n} entries in hand; target <= 30 s)")  # fmt: skip
-        figures.add("kill -9 -> backlog drained", f"{drained_s:.1f} s", f"(backlog {backlog:,} at the kill)")
-        figures.add("recovery check", await check_exactly_once(st, args.events))
+        figures.add(f"kill -9, {how}: backlog drained after", f"{drained_s:.1f} s",
+                    f"(backlog {backlog:,} at the kill)")  # fmt: skip
+        figures.add(f"kill -9, {how}: check", await check_exactly_once(st, args.events))
 
 
 async def poll(condition: Callable[[], Awaitable[bool]], within: float = 900) -> None:
@@ -584,8 +597,9 @@ async def run(args: argparse.Namespace) -> Figures:
                 print(f"throughput, {processes} worker process(es) ...", flush=True)
                 await throughput(work, args, processes, figures)
         if "recovery" in phases:
-            print("recovery after kill -9 ...", flush=True)
-            await recovery(work, args, figures)
+            for elsewhere in (False, True):
+                print(f"recovery after kill -9 ({'elsewhere' if elsewhere else 'in place'}) ...", flush=True)
+                await recovery(work, args, figures, elsewhere)
         if "latency" in phases:
             print(f"latency at {args.rate:,.0f} events/s ...", flush=True)
             await latency(work, args, figures)
@@ -598,10 +612,11 @@ def main() -> int:
     figures = anyio.run(run, args, backend_options={"use_uvloop": True})
     width = max(len(what) for what, _, _ in figures.rows)
     print(f"\n{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; embedder {args.embedder!r}; "
-          f"{args.subjects} contexts; Redis {args.redis_url}; embedded PostgreSQL")  # fmt: skip
+          f"{args.subjects} contexts; Redis {args.redis_url or 'embedded'}; embedded PostgreSQL")  # fmt: skip
     for what, value, note in figures.rows:
         print(f"{what:<{width}}  {value:>24}  {note}")
-    print(f"reproduce: {' '.join([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])}")
+    root = Path(__file__).resolve().parents[1]
+    print(f"reproduce: cd {root} && {' '.join([sys.executable, '-m', 'bench.process', *sys.argv[1:]])}")
     return 0
 
 

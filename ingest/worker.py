@@ -339,12 +339,19 @@ class Worker:
         if not entries:
             yield
             return
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._renew, entries, name=f"lease-renewal:{self.config.group}:{self.name}")
-            try:
-                yield
-            finally:
-                tasks.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._renew, entries, name=f"lease-renewal:{self.config.group}:{self.name}")
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The task group wraps what the batch raised: hand run() the exception itself, so that a
+            # store outage backs off instead of ending the consumer (and its process's TaskGroup).
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def _renew(self, entries: Sequence[Entry]) -> None:
         by_stream: dict[str, list[int | bytes | str | memoryview[int]]] = {}

@@ -155,14 +155,29 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         )
 
 
+# SQLSTATE classes that mean "the server is not there right now" (connection exception, operator
+# intervention such as a shutdown, insufficient resources); any other error is about the statement or
+# its data, and retrying it as an outage would loop forever.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+
+
+def is_outage(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate or ""
+    return not state or state.startswith(_UNAVAILABLE_SQLSTATES)
+
+
 @asynccontextmanager
 async def pg_connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """A pooled connection whose connection failures surface as StoreUnavailable."""
     try:
         async with pool.connection() as conn:
             yield conn
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except PoolTimeout as exc:
         raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+    except psycopg.OperationalError as exc:
+        if is_outage(exc):
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        raise
 
 
 def _redact(url: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memory.errors import InvalidArgument, StoreUnavailable, UnknownSource
 from memory.models import Source
@@ -18,6 +18,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # How long a process trusts its cached copy: a source added or rotated by the CLI while `serve`
 # runs takes effect within this many seconds.
 CACHE_TTL_S = 2.0
+# A webhook provider waits ~10 s at most: an unreachable PostgreSQL must not hold a request longer.
+LOAD_TIMEOUT_S = 2.0
 
 
 class SourceStore:
@@ -77,7 +79,12 @@ class SourceStore:
             loading = self._loading.get(name)
             if loading is None:
                 loading = self._loading[name] = asyncio.ensure_future(self._refresh(name, now))
-            source = await asyncio.shield(loading)
+            try:
+                source = await asyncio.shield(loading)
+            except StoreUnavailable:
+                if cached is None:
+                    raise
+                source = cached[1]  # PostgreSQL is down: the last known source keeps intake up
         if source is None:
             raise UnknownSource(f"no source named {name!r}")
         return source
@@ -92,12 +99,12 @@ class SourceStore:
 
     async def _load(self, name: str) -> Source | None:
         try:
-            async with self._db.connection() as conn:
+            async with self._db.connection(timeout=LOAD_TIMEOUT_S) as conn:
                 row = await (
                     await conn.execute(
                         "SELECT name, tenant, provider, secrets, config FROM sources WHERE name = %s", (name,)
                     )
                 ).fetchone()
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"cannot read sources from PostgreSQL: {exc}") from exc
         return None if row is None else Source(row[0], row[1], row[2], tuple(row[3]), dict(row[4]))

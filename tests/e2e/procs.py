@@ -20,11 +20,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import anyio
 import anyio.abc
@@ -35,9 +35,9 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import ResponseError
 
+from ingest.envelope import decode_envelope
 from memory import keys
 from memory.embedded import EmbeddedPostgres, EmbeddedRedis
-from memory.ids import context_id
 from memory.runtime import run_migrations
 from memory.sources import SourceStore
 from tests.helpers import free_port, github_headers, wait_until
@@ -46,6 +46,7 @@ HOOKLINE = str(Path(sys.executable).with_name("hookline"))
 TENANT = "default"
 PARTITIONS = 4
 SOURCES = ("gh-a", "gh-b", "gh-c", "gh-d")  # four sources, so that every partition gets work
+TRACEBACK = b"Traceback (most recent call last)"
 
 
 # -- the stores ----------------------------------------------------------------------------------
@@ -123,11 +124,14 @@ class Stores:
 
 async def _gone(pid: int) -> bool:
     """The process has exited (a zombie left for a reaper counts as gone)."""
+    return _state(pid) in ("", "Z", "X")
+
+
+def _state(pid: int) -> str:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
+        return ""
 
 
 # -- hookline serve ------------------------------------------------------------------------------
@@ -146,6 +150,8 @@ class Server:
         self.process: anyio.abc.Process | None = None
         self.starts = 0
         self._log: IO[bytes] | None = None
+        self._scanned = 0
+        self._crash_at: int | None = None
 
     @property
     def url(self) -> str:
@@ -206,7 +212,26 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log_text()[-chars:]
+        """The end of the log, without the intake's one-line-per-refusal noise."""
+        lines = [line for line in self.log_text().splitlines() if '"intake.unavailable"' not in line]
+        return "\n".join(lines)[-chars:]
+
+    def crash(self) -> str | None:
+        """The first unhandled exception in the log (a task that died), or None. Reads only what
+        was written since the last call, so it is cheap to poll."""
+        if self._crash_at is None and self.log_path.exists():
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, self._scanned - len(TRACEBACK)))
+                chunk = log.read()
+                at = chunk.find(TRACEBACK)
+                if at >= 0:
+                    self._crash_at = max(0, self._scanned - len(TRACEBACK)) + at
+                self._scanned = max(0, self._scanned - len(TRACEBACK)) + len(chunk)
+        if self._crash_at is None:
+            return None
+        with self.log_path.open("rb") as log:
+            log.seek(max(0, self._crash_at - 500))
+            return log.read(6500).decode(errors="replace")
 
 
 async def ready(url: str) -> bool:
@@ -244,6 +269,13 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"===== {s.name}\n{s.log_tail()}" for s in self.servers)
 
+    def crashed(self) -> str | None:
+        for server in self.servers:
+            found = server.crash()
+            if found is not None:
+                return f"===== {server.name} has an unhandled exception:\n{found}"
+        return None
+
 
 @asynccontextmanager
 async def cluster() -> AsyncIterator[Cluster]:
@@ -260,8 +292,8 @@ async def cluster() -> AsyncIterator[Cluster]:
             with anyio.CancelScope(shield=True):
                 for server in found.servers:
                     await server.close()
-                # A test that failed mid-outage leaves a store down: bring it back to stop it cleanly.
-                with contextlib.suppress(Exception):
+                # A test that failed mid-outage leaves PostgreSQL down: bring it back to stop it cleanly.
+                with contextlib.suppress(OSError, subprocess.SubprocessError, KeyError):
                     await stores.start_postgres()
                 await stores.close()
 
@@ -282,16 +314,12 @@ class Delivery:
         """The event id Hookline gives it (its dedup key): ``<source>:<delivery id>``."""
         return f"{self.source}:{self.delivery}"
 
-    @property
-    def context_id(self) -> str:
-        return context_id(TENANT, self.subject)
-
 
 def issue_comments(
-    count: int, issues: int = 50, run: str = "", sources: Sequence[str] = SOURCES
+    count: int, issues: int = 8, run: str = "", sources: Sequence[str] = SOURCES
 ) -> list[Delivery]:
     """``count`` comments, round-robin over the sources, on ``issues`` issues per source (so
-    ``len(sources) * issues`` contexts)."""
+    ``len(sources) * issues`` contexts, each with many events)."""
     run = run or secrets.token_hex(4)
     out: list[Delivery] = []
     for i in range(count):
@@ -311,6 +339,22 @@ def issue_comments(
     return out
 
 
+def giant_issue(number: int = 4242, run: str = "", source: str = SOURCES[0]) -> Delivery:
+    """An issue opened with a 900 KB title of 90,000 distinct words: the intake takes it (under the
+    1 MiB body limit), the hot tier and the ledger store it, but PostgreSQL cannot build its
+    context's tsvector ("string is too long for tsvector", 1.26 MB > 1 MB)."""
+    run = run or secrets.token_hex(4)
+    repo = f"octo/{source}"
+    title = " ".join(f"w{n:07d}x" for n in range(90_000))
+    payload = {
+        "action": "opened",
+        "issue": {"number": number, "title": title, "state": "open", "user": {"login": "mallory"}},
+        "repository": {"full_name": repo},
+        "sender": {"login": "mallory"},
+    }
+    return Delivery(source, f"{run}-giant", "issues", orjson.dumps(payload), f"github:{repo}#issue/{number}")
+
+
 @dataclass
 class Outcomes:
     """Every answer the intake gave. ``accepted`` (202) are owed: Hookline must apply each of them."""
@@ -321,13 +365,6 @@ class Outcomes:
     codes: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
     slowest_s: float = 0.0
-
-    @property
-    def answered(self) -> int:
-        return sum(self.codes.values())
-
-    def taken(self) -> set[str]:
-        return self.accepted | self.duplicates
 
 
 async def post(http: httpx2.AsyncClient, delivery: Delivery, secret: str, outcomes: Outcomes) -> None:
@@ -359,7 +396,7 @@ async def send(
     *,
     concurrency: int = 32,
     rate: float | None = None,
-    timeout: float = 60.0,
+    request_timeout_s: float = 60.0,
 ) -> Outcomes:
     """POST every delivery once, ``concurrency`` at a time, at most ``rate`` per second if given."""
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -372,10 +409,10 @@ async def send(
                 await anyio.sleep(max(0.0, start + n / rate - anyio.current_time()))  # pacing, not syncing
             await post(http, delivery, secret, outcomes)
 
-    async with httpx2.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
-        async with anyio.create_task_group() as tasks:
-            for n in range(concurrency):
-                tasks.start_soon(sender, http, name=f"sender-{n}")
+    client = httpx2.AsyncClient(base_url=url, timeout=request_timeout_s, limits=limits)
+    async with client as http, anyio.create_task_group() as tasks:
+        for n in range(concurrency):
+            tasks.start_soon(sender, http, name=f"sender-{n}")
     return outcomes
 
 
@@ -399,6 +436,13 @@ async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+async def xrange(
+    redis: aioredis.Redis, stream: str, low: str = "-", high: str = "+"
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """XRANGE with its RESP2 reply typed (redis-py's hint is a union over protocol versions)."""
+    return cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream, low, high) or [])
 
 
 async def rows(database_url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -475,11 +519,23 @@ async def groups(redis_url: str, partitions: int = PARTITIONS) -> dict[str, Grou
                     totals[group][0] += length
                     continue
                 last = _text(info["last-delivered-id"])
-                delivered = len(await redis.xrange(stream, "-", last)) if last != "0-0" else 0
+                delivered = len(await xrange(redis, stream, "-", last)) if last != "0-0" else 0
                 totals[group][0] += length - delivered
                 totals[group][1] += int(info["pending"])
                 totals[group][2] += delivered
     return {group: GroupState(*values) for group, values in totals.items()}
+
+
+async def consumer_names(redis_url: str, partitions: int = PARTITIONS) -> dict[str, set[str]]:
+    """Per group, the consumers Redis knows of on any partition stream."""
+    found: dict[str, set[str]] = {group: set() for group in keys.GROUPS}
+    async with redis_client(redis_url) as redis:
+        for partition in range(partitions):
+            for group in keys.GROUPS:
+                with contextlib.suppress(ResponseError):
+                    consumers = await redis.xinfo_consumers(keys.events_stream(partition), group)
+                    found[group] |= {_text(c["name"]) for c in consumers}
+    return found
 
 
 async def in_flight(redis_url: str, partitions: int = PARTITIONS) -> int:
@@ -515,11 +571,24 @@ async def drained(redis_url: str, partitions: int = PARTITIONS) -> bool:
     return True
 
 
+async def wait_for(cl: Cluster, condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    """``wait_until``, failing at once if a server logs an unhandled exception (a worker task that
+    died leaves its groups stuck, and waiting out the timeout would only hide why)."""
+
+    async def holds() -> bool:
+        found = cl.crashed()
+        if found is not None:
+            raise AssertionError(f"a server crashed:\n{found}")
+        return await condition()
+
+    await wait_until(holds, within=within)
+
+
 async def drain(cl: Cluster, within: float = 180) -> None:
     """Wait until every group has applied and acknowledged everything; if that does not happen,
     fail with what the groups, the retry sets and the servers' logs say."""
     try:
-        await wait_until(lambda: drained(cl.stores.redis_url), within=within)
+        await wait_for(cl, lambda: drained(cl.stores.redis_url), within=within)
     except TimeoutError:
         state = await groups(cl.stores.redis_url)
         retrying = await retries_scheduled(cl.stores.redis_url)
@@ -528,10 +597,23 @@ async def drain(cl: Cluster, within: float = 180) -> None:
         ) from None
 
 
+async def stream_ids(redis_url: str, partitions: int = PARTITIONS) -> set[str]:
+    """The event id (dedup key) of every entry in the partition streams."""
+    found: set[str] = set()
+    async with redis_client(redis_url) as redis:
+        for partition in range(partitions):
+            for _, fields in await xrange(redis, keys.events_stream(partition)):
+                found.add(decode_envelope(fields[b"e"]).dedup_key)
+    return found
+
+
 async def dead_letters(redis_url: str) -> list[dict[str, str]]:
     async with redis_client(redis_url) as redis:
-        entries = await redis.xrange(keys.dead_letters())
-    return [{_text(k): _text(v) for k, v in fields.items() if k != b"e"} for _, fields in entries]
+        entries = await xrange(redis, keys.dead_letters())
+    return [
+        {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items() if k != b"e"}}
+        for entry_id, fields in entries
+    ]
 
 
 async def retries_scheduled(redis_url: str) -> dict[str, int]:
