@@ -78,7 +78,7 @@ class WorkerConfig:
     group: str = keys.CONTEXT_GROUP
     batch_size: int = 100
     block_ms: int = 1000
-    claim_idle_ms: int = 60_000  # above the worst-case batch time; long batches renew their lease
+    claim_idle_ms: int = 15_000  # a batch renews its lease every third of this, so only dead work waits
     max_backoff_s: float = 30.0
     retries: RetryPolicies = field(default_factory=RetryPolicies)
 
