@@ -352,8 +352,8 @@ def build_mcp(
         """How the event pipeline is doing: stream lengths, consumer-group lag and pending entries,
         consumers and their heartbeats, dead letters, events accepted and applied, contexts per
         tier. Use it when the memory looks stale or an event seems to be missing."""
-        _tool_tenant()  # authenticated callers only
-        return results.PipelineStatus.model_validate(await _tool_call(read_pipeline_status(rt)))
+        status = await _tool_call(read_pipeline_status(rt, tenant=_tool_tenant()))
+        return results.PipelineStatus.model_validate(status)
 
     @mcp.resource(CONTEXT_URI, name="context", mime_type="application/json",
                   description="One context in full, as JSON; subscribe to hear when it changes")  # fmt: skip
@@ -370,8 +370,7 @@ def build_mcp(
     @mcp.resource("hookline://status", name="status", mime_type="application/json",
                   description="The event pipeline's status, as JSON (see pipeline_status)")  # fmt: skip
     async def status_resource() -> str:
-        _resource_tenant()  # authenticated callers only
-        status = await _resource_call(read_pipeline_status(rt))
+        status = await _resource_call(read_pipeline_status(rt, tenant=_resource_tenant()))
         return results.PipelineStatus.model_validate(status).model_dump_json()
 
     return mcp

@@ -20,7 +20,11 @@ from memory.runtime import Runtime
 LAG_SCAN = 1000
 
 
-async def pipeline_status(rt: Runtime, groups: tuple[str, ...] = keys.GROUPS) -> dict[str, Any]:
+async def pipeline_status(
+    rt: Runtime, groups: tuple[str, ...] = keys.GROUPS, tenant: str | None = None
+) -> dict[str, Any]:
+    """The pipeline as operators see it. With ``tenant`` (what MCP callers get), the tier counts are
+    that tenant's own; streams, groups and consumers are shared machinery and stay whole."""
     streams: dict[str, Any] = {}
     totals: dict[str, dict[str, int]] = {group: {"lag": 0, "pending": 0} for group in groups}
     consumers: dict[tuple[str, str], dict[str, Any]] = {}
@@ -42,7 +46,7 @@ async def pipeline_status(rt: Runtime, groups: tuple[str, ...] = keys.GROUPS) ->
         "consumers": await _with_heartbeats(rt.redis, consumers),
         "dlq": int(await rt.redis.xlen(keys.dead_letters())),
         "events": {"accepted": accepted, "applied": int(await rt.redis.get(keys.counter("applied")) or 0)},
-        "tiers": await _tiers(rt),
+        "tiers": await _tiers(rt, tenant),
     }
 
 
@@ -89,13 +93,11 @@ async def _with_heartbeats(
     return rows
 
 
-async def _tiers(rt: Runtime) -> dict[str, dict[str, int]]:
+async def _tiers(rt: Runtime, tenant: str | None) -> dict[str, dict[str, int]]:
+    sql = "SELECT tier, count(*), coalesce(sum(length(body)), 0) FROM contexts"
+    sql += " WHERE tenant = %s GROUP BY tier" if tenant is not None else " GROUP BY tier"
     async with rt.db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT tier, count(*), coalesce(sum(length(body)), 0) FROM contexts GROUP BY tier"
-            )
-        ).fetchall()
+        rows = await (await conn.execute(sql, (tenant,) if tenant is not None else ())).fetchall()
     tiers = {tier: {"contexts": 0, "bytes": 0} for tier in ("hot", "warm", "cold")}
     for tier, count, size in rows:
         tiers[tier] = {"contexts": int(count), "bytes": int(size)}

@@ -133,3 +133,12 @@ async def test_completion_offers_this_tenants_sources_and_context_ids(
         template = ResourceTemplateReference(type="ref/resource", uri="hookline://context/{id}")
         ids = await connected.complete(template, {"name": "id", "value": "ctx_"})
         assert len(ids.completion.values) == 3 and all(v.startswith("ctx_") for v in ids.completion.values)
+
+
+async def test_pipeline_status_counts_only_the_callers_contexts(machine_rt: Runtime, tenant: str) -> None:
+    service = MemoryService(machine_rt)
+    await _seed(service, "another-tenant")
+    async with connect(machine_rt, tenant) as (connected, mine):
+        await _seed(mine, tenant)
+        status = (await connected.call_tool("pipeline_status", {})).structured_content
+    assert status["tiers"]["hot"]["contexts"] == 3  # not 6: the other tenant's stay invisible
