@@ -1,11 +1,12 @@
-"""Accepting an event: envelope, dedup and XADD, shared by every way in (the HTTP route, SQS import,
-the MCP ``remember`` tool). Returns only once the event is in the stream, or is a duplicate."""
+"""Accepting an event: redaction, envelope, dedup and XADD, shared by every way in (the HTTP route,
+SQS import, the MCP ``remember`` tool). Returns only once the event is in the stream, or is a
+duplicate."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,16 @@ from memory import keys
 from memory.ledger import Ledger
 from memory.models import Source
 from memory.settings import Settings
+
+# Hook for PII redaction: it sees each event's body before anything is stored (or embedded), and
+# returns the body to keep. The route checks signatures on the original bytes, so redaction never
+# breaks them.
+Redactor = Callable[[Source, str, bytes], bytes]
+
+
+def no_redaction(source: Source, event_type: str, body: bytes) -> bytes:
+    return body
+
 
 # Headers worth keeping in the envelope (for audit and replay); everything else is dropped.
 KEPT_HEADERS = ("content-type", "user-agent", "x-github-hook-id", "x-github-hook-installation-target-id")
@@ -35,6 +46,7 @@ class Acceptor:
     producer: StreamProducer
     ledger: Ledger
     bloom: BloomConfig = field(default_factory=BloomConfig)
+    redact: Redactor = no_redaction
 
     async def accept(
         self,
@@ -57,7 +69,7 @@ class Acceptor:
                 delivery_id=delivery or "",
                 dedup_key=dedup_key,
                 received_at=datetime.now(UTC),
-                payload=body,
+                payload=self.redact(source, event_type, body),
                 headers={k: v for k, v in (headers or {}).items() if k in KEPT_HEADERS},
             )
         )

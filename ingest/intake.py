@@ -7,7 +7,6 @@ succeeded; if Redis cannot take the event the answer is 503, so the provider ret
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,16 +28,9 @@ from memory.sources import NAME_PATTERN, SourceStore
 
 log = structlog.get_logger(__name__)
 
-# Hook for PII redaction: it sees the verified body before anything is stored, and returns the
-# body to keep. Signatures are checked on the original bytes, so redaction never breaks them.
-Redactor = Callable[[Source, str, bytes], bytes]
 
 JSON_TYPES = ("application/json", "text/json")
 FORM_TYPE = "application/x-www-form-urlencoded"
-
-
-def no_redaction(source: Source, event_type: str, body: bytes) -> bytes:
-    return body
 
 
 class OrjsonResponse(JSONResponse):
@@ -60,7 +52,6 @@ class Intake:
     sources: SourceStore
     acceptor: Acceptor
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    redact: Redactor = no_redaction
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -123,10 +114,9 @@ class Intake:
         event_type: str,
         delivery: str | None,
     ) -> Response:
-        stored = self.redact(source, event_type, body)
         try:
             dedup_key, duplicate = await self.acceptor.accept(
-                source, event_type, delivery, payload, stored, headers
+                source, event_type, delivery, payload, body, headers
             )
         except StoreUnavailable as exc:
             log.error("intake.unavailable", source=source.name, error=str(exc))

@@ -26,9 +26,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import consumers, envelope
-from ingest.accept import Acceptor
+from ingest.accept import Acceptor, Redactor, no_redaction
 from ingest.dedup import refresh_bloom_gauges
-from ingest.intake import Intake, Redactor, error, no_redaction
+from ingest.intake import Intake, error
 from ingest.maintenance import run_maintenance, watch_pressure
 from ingest.retry import RetryPolicies, RetryPolicy
 from ingest.stream import StreamProducer, all_streams
@@ -126,10 +126,10 @@ def create_app(
             producer = StreamProducer(rt.redis)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
-            acceptor = Acceptor(settings, producer, ledger)
-            state.intake = Intake(settings, SourceStore(rt.db), acceptor, redact=redact)
+            acceptor = Acceptor(settings, producer, ledger, redact=redact)
+            state.intake = Intake(settings, SourceStore(rt.db), acceptor)
             updates = UpdateHub(rt.redis)
-            mcp = build_mcp(service, settings.tenant, producer=producer, updates=updates)
+            mcp = build_mcp(service, settings.tenant, acceptor=acceptor, updates=updates)
             mcp.streamable_http_app(host=settings.host)  # builds the session manager
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
             state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)

@@ -9,21 +9,15 @@ so remembering the same note again is a no-op.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from ingest import envelope
-from ingest.dedup import BloomConfig
-from ingest.stream import StreamProducer, Submission, admit
-from memory import keys
+from ingest.accept import Acceptor
 from memory.ids import context_id
-from memory.ledger import Ledger
 from memory.mappers.base import mapper_for
-from memory.settings import Settings
+from memory.models import Source
 
 AGENT = "agent"  # the source and the provider of notes
 NOTE = "note"  # their event type
@@ -51,36 +45,16 @@ def note(tenant: str, text: str, subject: str | None = None, importance: float |
 
 
 class NoteQueue:
-    def __init__(self, producer: StreamProducer, ledger: Ledger, settings: Settings) -> None:
-        self.producer = producer
-        self.ledger = ledger
-        self.settings = settings
-        self.bloom = BloomConfig()
+    """Queues notes through the acceptor every webhook goes through (redaction, dedup, XADD)."""
+
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.acceptor = acceptor
 
     async def submit(self, tenant: str, item: Note) -> bool:
-        """Queue the note (dedup window, Bloom + ledger, XADD); True if it was a duplicate.
-        Raises StoreUnavailable when Redis cannot take it."""
-        partition = keys.partition_of(tenant, AGENT, self.settings.partitions)
-        data = envelope.encode(
-            envelope.Envelope(
-                tenant=tenant,
-                source=AGENT,
-                provider=AGENT,
-                event_type=NOTE,
-                delivery_id="",
-                dedup_key=item.event_id,
-                received_at=datetime.now(UTC),
-                payload=orjson.dumps(item.payload),
-            )
-        )
-        submission = Submission(
-            window_key=keys.dedup_window(partition, tenant, AGENT, item.event_id),
-            window_s=self.settings.dedup_window_s,
-            stream=keys.events_stream(partition),
-            counter=keys.accepted_counter(partition),
-            envelope=data,
-            bloom_keys=tuple(self.bloom.keys(partition, time.time())),
-            bloom_positions=tuple(self.bloom.positions(tenant, AGENT, item.event_id)),
-            bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
-        )
-        return await admit(self.producer, self.ledger, tenant, item.event_id, submission)
+        """Queue the note; True if it was a duplicate. Raises StoreUnavailable when Redis cannot
+        take it."""
+        source = Source(AGENT, tenant, AGENT, ())
+        body = orjson.dumps(item.payload)
+        delivery = item.event_id.removeprefix(f"{AGENT}:")  # the acceptor adds the source back
+        _, duplicate = await self.acceptor.accept(source, NOTE, delivery, item.payload, body)
+        return duplicate

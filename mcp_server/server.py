@@ -30,6 +30,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from ingest.accept import Acceptor
 from ingest.envelope import decode_envelope, to_event
 from ingest.stream import StreamProducer
 from mcp_server import completions, prompts, results
@@ -201,21 +202,21 @@ def build_mcp(
     service: MemoryService,
     default_tenant: str,
     *,
-    producer: StreamProducer | None = None,
+    acceptor: Acceptor | None = None,
     updates: UpdateHub | None = None,
 ) -> MCPServer:
-    """The MCP server. ``producer`` queues ``remember``'s notes and ``updates`` delivers live
-    updates; one not given is made here and run by the server's lifespan (right for stdio and
-    in-process clients; an app that serves many sessions passes the ones its task group runs)."""
+    """The MCP server. ``acceptor`` queues ``remember``'s notes (as intake queues webhooks) and
+    ``updates`` delivers live updates; one not given is made here and run by the server's lifespan
+    (right for stdio and in-process clients; an app that serves many sessions passes its own)."""
     rt = service.rt
-    stream_producer = producer or StreamProducer(rt.redis)
+    stream_producer = acceptor.producer if acceptor else StreamProducer(rt.redis)
     hub = updates or UpdateHub(rt.redis)
-    notes = NoteQueue(stream_producer, Ledger(rt.db), rt.settings)
+    notes = NoteQueue(acceptor or Acceptor(rt.settings, stream_producer, Ledger(rt.db)))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         async with anyio.create_task_group() as tasks:
-            if producer is None:
+            if acceptor is None:
                 tasks.start_soon(stream_producer.run, name="mcp-note-producer")
             if updates is None:
                 await tasks.start(hub.run, name="mcp-update-hub")
