@@ -7,10 +7,6 @@ another over stdio (`hookline stdio`, sharing the embedded stores) find and read
 from __future__ import annotations
 
 import copy
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,11 +19,11 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.e2e.serve_process import HOOKLINE, hookline_env, run_cli, serve_process
 from tests.fixtures.github_examples import load_fixture
-from tests.helpers import free_port, github_headers, wait_until
+from tests.helpers import github_headers, wait_until
 
 SECRET = "e2e-secret"
-HOOKLINE = str(Path(sys.executable).with_name("hookline"))
 
 
 @dataclass
@@ -38,51 +34,15 @@ class Server:
     log: Path
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([HOOKLINE, *args], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="hle2e", dir="/tmp") as data_dir:
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")},
-            "HOOKLINE_DATA_DIR": data_dir,
-            "HOOKLINE_PORT": str(port),
-            "HOOKLINE_LOG_JSON": "1",
-        }
-        _cli(env, "source", "add", "github", "--provider", "github", "--secret", SECRET)
-        token = _cli(env, "token", "create").strip().splitlines()[-1]
-        log = Path(data_dir) / "serve.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen([HOOKLINE, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            _wait_healthy(f"http://127.0.0.1:{port}", process)
-            yield Server(f"http://127.0.0.1:{port}", env, token, log)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            # uvicorn re-raises the signal once its graceful shutdown is done
-            assert process.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()[-3000:]
-            assert '"worker.stop"' in log.read_text()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    import time
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"hookline serve exited with {process.returncode}")
-        try:
-            if httpx2.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("hookline serve did not become ready")
+        env = hookline_env(Path(data_dir))
+        run_cli(env, "source", "add", "github", "--provider", "github", "--secret", SECRET)
+        token = run_cli(env, "token", "create").strip().splitlines()[-1]
+        with serve_process(env) as process:
+            yield Server(process.url, process.env, token, process.log)
+        assert '"worker.stop"' in process.log.read_text()  # a graceful stop, not a kill
 
 
 def _deliveries() -> list[tuple[str, dict[str, Any]]]:
@@ -172,6 +132,6 @@ async def test_mcp_over_http_refuses_a_missing_or_wrong_token(server: Server) ->
 
 
 def test_cli_status_reports_what_was_applied(server: Server) -> None:
-    status = orjson.loads(_cli(server.env, "status", "--json"))
+    status = orjson.loads(run_cli(server.env, "status", "--json"))
     assert {"groups", "dlq", "events", "tiers"} <= set(status)
     assert status["groups"]["context"]["pending"] >= 0
