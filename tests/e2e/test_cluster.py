@@ -4,6 +4,7 @@ the workers and the hot tier all work across slots."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -32,7 +33,7 @@ def cluster_url() -> Iterator[str]:
     cli = shutil.which("redis-cli")
     if server is None or cli is None:
         pytest.fail("redis-server and redis-cli are needed (Debian package redis-server)")
-    ports = [free_port() for _ in range(3)]
+    ports = [_cluster_port() for _ in range(3)]
     processes: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="hlcl", dir="/tmp") as root:
         try:
@@ -62,6 +63,22 @@ def cluster_url() -> Iterator[str]:
                 process.wait(timeout=10)
                 if process.stdout is not None:
                     process.stdout.close()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too: an ephemeral port
+    above 55535 would put the bus past 65535, and redis-server refuses to start."""
+    for _ in range(1000):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    pytest.fail("no free port pair for a cluster node")
 
 
 def _wait_for_line(process: subprocess.Popen[str], marker: str) -> None:
