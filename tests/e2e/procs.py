@@ -183,6 +183,17 @@ class Server:
             raise RuntimeError(f"{self.name} exited with {process.returncode}:\n{self.log_tail()}")
         return await ready(self.url)
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen where it stands (a batch it holds stays in hand until ``resume`` or ``kill``)."""
+        process = self.process
+        assert process is not None and process.returncode is None, f"{self.name} is not running"
+        process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        process = self.process
+        assert process is not None and process.returncode is None, f"{self.name} is not running"
+        process.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL, and reap it (a reaped pid is what lets the restart take over its consumer names)."""
         process = self.process

@@ -57,6 +57,19 @@ async def busy(cl: Cluster, applied: int) -> bool:
     return await more_than(db, "events", applied) and await procs.in_flight(redis_url) > 0
 
 
+async def frozen_mid_batch(cl: Cluster, worker: procs.Server, applied: int) -> bool:
+    """Freeze the worker (SIGSTOP) once it has applied more than ``applied`` events; if it holds
+    no batch at that instant (between an ack and its next read), let it go on and say so. A
+    frozen worker cannot ack, so a kill that follows a True catches a batch in hand for certain."""
+    if not await more_than(cl.stores.database_url, "events", applied):
+        return False
+    worker.pause()
+    if await procs.in_flight(cl.stores.redis_url) > 0:
+        return True
+    worker.resume()
+    return False
+
+
 async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(cl: Cluster) -> None:
     api = cl.server("api", "api")
     worker = cl.server("worker", "worker")
@@ -68,7 +81,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice
         # A backlog first, so that the worker is busy (a batch in hand) when it dies.
         await wait_until(lambda: accepted(outcomes, 2_000), within=60)
         await worker.start()
-        await wait_until(lambda: busy(cl, 1_000), within=120)
+        await wait_until(lambda: frozen_mid_batch(cl, worker, 1_000), within=120)
         await worker.kill()
         killed_at = time.monotonic()
         left = await procs.groups(cl.stores.redis_url)
