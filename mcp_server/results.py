@@ -78,6 +78,16 @@ class Remembered(BaseModel):
     status: Literal["queued", "duplicate"]
 
 
+class Summarized(BaseModel):
+    context_id: str
+    summary: str = Field(description="What the client's model wrote")
+    model: str = Field(description="The model that wrote it, as the client named it")
+    events_covered: int = Field(description="How many of the context's events it summarizes")
+    kept: bool = Field(
+        description="True if it is now the context's summary; False if an event arrived meanwhile"
+    )
+
+
 class Forgotten(BaseModel):
     context_id: str
     deleted: dict[str, int] = Field(description="What was deleted, store by store")

@@ -33,7 +33,7 @@ from pydantic import Field
 from ingest.accept import Acceptor
 from ingest.envelope import decode_envelope, to_event
 from ingest.stream import StreamProducer
-from mcp_server import completions, prompts, results
+from mcp_server import completions, prompts, results, sampling
 from mcp_server.auth import TENANT_SCOPE_KEY
 from mcp_server.notes import DEFAULT_SUBJECT, NoteQueue, note
 from mcp_server.subscriptions import CONTEXT_URI, UpdateHub
@@ -50,8 +50,9 @@ T = TypeVar("T")
 INSTRUCTIONS = """Hookline is memory fed by real-world events (GitHub, Stripe, Slack, Jira, ...).
 Each context is one subject — a pull request, an issue, a thread, a customer — with its events.
 Use search_context to find contexts, get_context to read one in full, recent_events to see what
-just happened, remember to keep a note of your own, forget to erase a context for good, and
-pipeline_status to check that events are flowing. Subscribe to hookline://context/{id} to be told
+just happened, remember to keep a note of your own, summarize_context to have your model summarize a
+context for later readers, forget to erase a context for good, and pipeline_status to check that
+events are flowing. Subscribe to hookline://context/{id} to be told
 when a context changes."""
 
 RECENT_RESOURCE_EVENTS = 50
@@ -238,6 +239,7 @@ def build_mcp(
     hub.install(mcp._lowlevel_server, _subscriber_tenant)  # tenant-scoped listen, legacy subscribe
     prompts.register(mcp, service, current_tenant)
     completions.install(mcp, service, current_tenant)
+    sampling.register(mcp, service, _tool_tenant)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_context(

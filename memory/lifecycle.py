@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import redis.asyncio as aioredis
@@ -64,6 +64,17 @@ class PassReport:
 Forgetter = Callable[[str, str], Awaitable[object]]
 
 
+class MadeSummary(NamedTuple):
+    text: str | None
+    by: str | None  # the summarizer's name
+    events: int | None  # how many events it covers
+
+
+def _covering_summary(row: dict[str, Any]) -> bool:
+    """The row holds a model's summary (e.g. one a client sampled) that covers every event."""
+    return row["summary_by"] is not None and row["summary_events"] == row["event_count"]
+
+
 class Lifecycle:
     def __init__(self, rt: Runtime, forgetter: Forgetter | None = None) -> None:
         self.rt = rt
@@ -108,7 +119,8 @@ class Lifecycle:
             "< %(now)s - make_interval(secs => %(ttl)s * (1 + %(stretch)s * importance))"
         )  # fmt: skip
         sql = f"""
-            SELECT tenant, id, source, created_at, updated_at, archive_key FROM contexts
+            SELECT tenant, id, source, created_at, updated_at, archive_key, event_count, summary_by,
+                   summary_events FROM contexts
             WHERE tier = %(tier)s AND NOT pinned {idle}
             ORDER BY greatest(touched_at, coalesce(last_access_at, touched_at)) LIMIT %(limit)s
         """
@@ -184,26 +196,27 @@ class Lifecycle:
         raw = await self.codec.decompress(int(head.get("warm_dict", 0)), blob)
         key = cold.archive_key(tenant, ctx_id, row["created_at"])
         await cold.archive(self.rt.blobs, key, raw)
-        summary = await self._summarize(tenant, ctx_id, raw)
+        made = None if _covering_summary(row) else await self._summarize(tenant, ctx_id, raw)
         if not await self.hot.to_cold(tenant, ctx_id, hashlib.sha1(blob).hexdigest(), key):
             report.skipped += 1
             return
-        await self._set_tier(tenant, ctx_id, "cold", archive_key=key, summary=summary)
+        await self._set_tier(tenant, ctx_id, "cold", archive_key=key, summary=made)
         previous = row.get("archive_key")
         if previous and previous != key:  # an older archive of this context: superseded
             await self.rt.blobs.delete(previous)
         report.to_cold += 1
         TRANSITIONS.labels(source="warm", target="cold").inc()
 
-    async def _summarize(self, tenant: str, ctx_id: str, raw: bytes) -> str:
+    async def _summarize(self, tenant: str, ctx_id: str, raw: bytes) -> MadeSummary:
         """The cold tier's summary; a failing model falls back to the extractive one."""
         head, events = document.decode(raw)
         ctx = document.to_context(tenant, ctx_id, head, events)
         try:
-            return await self.summarizer.summarize(ctx)
+            return MadeSummary(await self.summarizer.summarize(ctx), self.summarizer.name, len(events))
         except StoreUnavailable as exc:
             log.warning("lifecycle.summary_fallback", summarizer=self.summarizer.name, error=str(exc))
-            return await ExtractiveSummarizer().summarize(ctx)
+            fallback = ExtractiveSummarizer()
+            return MadeSummary(await fallback.summarize(ctx), fallback.name, len(events))
 
     async def _set_tier(
         self,
@@ -211,17 +224,20 @@ class Lifecycle:
         ctx_id: str,
         tier: str | None,
         archive_key: str | None = None,
-        summary: str | None = None,
+        summary: MadeSummary | None = None,
     ) -> int:
         if tier is None:
             return 0  # Redis has no such context: nothing to align with
         sql = """
-            UPDATE contexts SET tier = %s, tier_changed_at = now(),
-                   archive_key = coalesce(%s, archive_key), summary = coalesce(%s, summary)
+            UPDATE contexts SET tier = %s, tier_changed_at = now(), archive_key = coalesce(%s, archive_key),
+                   summary = coalesce(%s, summary), summary_by = coalesce(%s, summary_by),
+                   summary_events = coalesce(%s, summary_events)
             WHERE tenant = %s AND id = %s AND tier <> %s
         """
+        made = summary or MadeSummary(None, None, None)
+        params = (tier, archive_key, made.text, made.by, made.events, tenant, ctx_id, tier)
         async with pg_connection(self.rt.db) as conn:
-            cursor = await conn.execute(sql, (tier, archive_key, summary, tenant, ctx_id, tier))
+            cursor = await conn.execute(sql, params)
         return cursor.rowcount
 
     # -- back up the tiers -----------------------------------------------------------------

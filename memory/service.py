@@ -256,6 +256,30 @@ class MemoryService:
             "events": [{name: getattr(e, name) for name in e.__slots__} for e in ctx.events],
         }
 
+    async def full_context(self, tenant: str, ctx_id: str) -> Context:
+        """Every event of the context, from whatever tier holds it (a cold one from its archive),
+        without moving it between tiers or counting as an access."""
+        try:
+            found = await self.lifecycle.read(tenant, ctx_id, restore=True)
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"cannot read Redis: {exc}") from exc
+        return found if found is not None else await self._from_index(tenant, ctx_id)
+
+    async def keep_summary(self, tenant: str, ctx_id: str, text: str, by: str, events: int) -> bool:
+        """Keep a model's summary of the context's first ``events`` events (e.g. one the client's model
+        made over MCP sampling). It is kept only if the context still has exactly that many events:
+        False means an event arrived meanwhile and the summary is already stale. It stands until
+        the next event, and the archiver keeps it instead of summarizing again."""
+        if not text.strip():
+            raise InvalidArgument("an empty summary cannot be kept")
+        sql = """
+            UPDATE contexts SET summary = %s, summary_by = %s, summary_events = %s
+            WHERE tenant = %s AND id = %s AND event_count = %s
+        """
+        async with self._conn() as conn:
+            cursor = await conn.execute(sql, (text, by, events, tenant, ctx_id, events))
+        return cursor.rowcount == 1
+
     async def _from_index(self, tenant: str, ctx_id: str) -> Context:
         """A cold context's summary (or one Redis lost): its row and event lines from PostgreSQL."""
         async with self._conn() as conn:

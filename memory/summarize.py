@@ -4,7 +4,9 @@
   (``summary_<kind>.md``, else ``summary_default.md``) filled with facts from the context.
 - ``AnthropicSummarizer``: Claude through the ``anthropic`` SDK, when ``ANTHROPIC_API_KEY`` is set.
 - MCP sampling (asking the connected client's model) lives in ``mcp_server/sampling.py``: it needs an
-  MCP session, which ``memory`` never imports.
+  MCP session, which ``memory`` never imports, and it runs inside a client's tool call (on
+  2026-07-28 connections a server can only sample while answering a request). What it makes is kept
+  with ``MemoryService.keep_summary``, and the archiver keeps it while it covers every event.
 """
 
 from __future__ import annotations
@@ -69,6 +71,20 @@ def _facts(ctx: Context) -> dict[str, str]:
     }
 
 
+def model_prompt(ctx: Context) -> str:
+    """What a language model is asked to summarize (Claude here, the client's model over MCP
+    sampling): ``prompts/summarize_context.md`` with the context's newest events."""
+    return template("summarize_context").format(
+        title=ctx.head.title,
+        kind=ctx.head.kind,
+        state=ctx.head.state or "unknown",
+        labels=", ".join(ctx.labels) or "none",
+        events="\n".join(
+            f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.text}" for e in ctx.events[-MAX_EVENTS_IN_PROMPT:]
+        ),
+    )
+
+
 class ExtractiveSummarizer:
     name = "extractive"
 
@@ -87,15 +103,7 @@ class AnthropicSummarizer:
         self.model, self.max_tokens = model, max_tokens
 
     async def summarize(self, ctx: Context) -> str:
-        prompt = template("summarize_context").format(
-            title=ctx.head.title,
-            kind=ctx.head.kind,
-            state=ctx.head.state or "unknown",
-            labels=", ".join(ctx.labels) or "none",
-            events="\n".join(
-                f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.text}" for e in ctx.events[-MAX_EVENTS_IN_PROMPT:]
-            ),
-        )
+        prompt = model_prompt(ctx)
         try:
             message = await self._client.messages.create(
                 model=self.model, max_tokens=self.max_tokens, messages=[{"role": "user", "content": prompt}]

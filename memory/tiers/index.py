@@ -74,7 +74,11 @@ ON CONFLICT (tenant, id) DO UPDATE SET
     touched_at = now(),
     event_count = excluded.event_count,
     body = excluded.body,
-    summary = excluded.summary
+    -- A model's summary (summary_by set) stands while it covers every event; else the newest line.
+    summary = CASE WHEN c.summary_by IS NOT NULL AND c.summary_events = excluded.event_count
+                   THEN c.summary ELSE excluded.summary END,
+    summary_by = CASE WHEN c.summary_events = excluded.event_count THEN c.summary_by END,
+    summary_events = CASE WHEN c.summary_events = excluded.event_count THEN c.summary_events END
 """
 
 _SUMMARY_COLUMNS = (

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import mcp_types as types
 import orjson
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.serve_process import HOOKLINE, hookline_env, run_cli, serve_process
@@ -32,6 +34,7 @@ class Server:
     env: dict[str, str]
     token: str
     log: Path
+    posted: bool = False  # the deliveries went in (once per module: a second time they are duplicates)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,8 @@ def _deliveries() -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _post_all(server: Server) -> list[str]:
+    assert not server.posted, "the deliveries went in already"
+    server.posted = True
     ids = []
     async with httpx2.AsyncClient(base_url=server.url) as http:
         for i, (event, payload) in enumerate(_deliveries()):
@@ -135,3 +140,39 @@ def test_cli_status_reports_what_was_applied(server: Server) -> None:
     status = orjson.loads(run_cli(server.env, "status", "--json"))
     assert {"groups", "dlq", "events", "tiers"} <= set(status)
     assert status["groups"]["context"]["pending"] >= 0
+
+
+@pytest.mark.parametrize("transport", ["http", "http-legacy", "stdio"])
+async def test_the_clients_model_summarizes_a_context_over_each_transport(
+    server: Server, transport: str
+) -> None:
+    """MCP sampling over the wire: modern streamable HTTP (input-required round trip), legacy HTTP
+    and stdio (``sampling/createMessage`` mid-call). The kept summary is what search then shows."""
+    asked: list[str] = []
+    reply = f"Sampled over {transport}: a pull request about the flux capacitor."
+
+    async def model(
+        _: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        asked.append(content.text if isinstance(content, types.TextContent) else "")
+        text = types.TextContent(type="text", text=reply)
+        return types.CreateMessageResult(role="assistant", content=text, model="e2e-model")
+
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {server.token}"})
+    if transport == "stdio":
+        target: Any = StdioServerParameters(command=HOOKLINE, args=["stdio"], env=server.env)
+    else:
+        target = streamable_http_client(f"{server.url}/mcp", http_client=http)
+    mode = "auto" if transport == "http" else "legacy"
+    if not server.posted:  # run on its own
+        await _post_all(server)
+    async with http, Client(target, mode=mode, sampling_callback=model) as client:
+        await _check_memory(client)  # also waits for every delivery to be applied
+        found = await client.call_tool("search_context", {"query": "flux capacitor 3", "limit": 1})
+        hit = found.structured_content["hits"][0]  # type: ignore[index]
+        out = (await client.call_tool("summarize_context", {"id": hit["id"]})).structured_content
+        assert out is not None and out["kept"] is True and out["summary"] == reply
+        assert len(asked) == 1 and hit["title"] in asked[0]
+        again = await client.call_tool("search_context", {"query": "flux capacitor 3", "limit": 1})
+        assert again.structured_content["hits"][0]["summary"] == reply  # type: ignore[index]

@@ -138,7 +138,7 @@ async def test_every_tool_has_a_description_an_output_schema_and_annotations(
     async with Client(build_mcp(MemoryService(machine_rt), tenant)) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     reads = {"search_context", "get_context", "compose_context", "recent_events", "pipeline_status"}
-    assert set(tools) == reads | {"remember", "forget"}
+    assert set(tools) == reads | {"remember", "forget", "summarize_context"}
     for name, tool in tools.items():
         assert tool.description and tool.output_schema and tool.annotations, name
         assert tool.annotations.read_only_hint is (name in reads), name

@@ -37,7 +37,7 @@ async def test_tools_are_listed_with_schemas_and_annotations(machine_rt: Runtime
     async with connect(machine_rt, tenant) as (connected, _):
         tools = {tool.name: tool for tool in (await connected.list_tools()).tools}
         reads = {"search_context", "get_context", "compose_context", "recent_events", "pipeline_status"}
-        assert set(tools) == reads | {"remember", "forget"}
+        assert set(tools) == reads | {"remember", "forget", "summarize_context"}
         for tool in tools.values():
             assert tool.description and tool.output_schema
             assert tool.annotations is not None
