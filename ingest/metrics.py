@@ -17,6 +17,10 @@ DEAD_LETTERED = Counter(
 BATCH_FAILURES = Counter(
     "hookline_worker_batch_failures_total", "Batches that failed and will be retried", ["group"]
 )
+REPLICATION_REFUSED = Counter(
+    "hookline_replication_refused_batches_total",
+    "Intake batches refused (503) because fewer than HOOKLINE_REDIS_MIN_REPLICAS replicas confirmed them",
+)
 DEDUP_HITS = Counter(
     "hookline_dedup_hits_total",
     "Dedup decisions by layer: window (exact), bloom_confirmed (ledger said seen), bloom_false_positive",

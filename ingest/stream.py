@@ -16,11 +16,11 @@ import structlog
 from redis.exceptions import NoScriptError, ResponseError
 
 from ingest.dedup import DEDUP_XADD, Outcome
-from ingest.metrics import DEDUP_HITS
+from ingest.metrics import DEDUP_HITS, REPLICATION_REFUSED
 from memory import keys
-from memory.errors import StoreUnavailable
+from memory.errors import ConfigError, StoreUnavailable
 from memory.ledger import Ledger
-from memory.runtime import is_cluster
+from memory.runtime import Runtime, is_cluster
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +48,23 @@ class Result:
     entry_id: str | None = None
 
 
+class NotReplicated(StoreUnavailable):
+    """Fewer replicas than required confirmed the batch in time (WAIT): the events are refused, so
+    the provider sends them again, instead of being acknowledged by a primary that may be about to
+    lose them (a Sentinel failover, a crash)."""
+
+
 class StreamProducer:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, min_replicas: int = 0, replica_timeout_ms: int = 500) -> None:
+        """``min_replicas`` > 0: every batch ends with ``WAIT min_replicas replica_timeout_ms`` in
+        its pipeline, and nothing in it - not even "duplicate" - is answered unless enough replicas
+        have it (a duplicate seen only by an isolated old primary is no proof either). Not with
+        Redis Cluster, whose scripts run per node outside a pipeline (refused at start)."""
+        if min_replicas and is_cluster(redis):
+            raise ConfigError("HOOKLINE_REDIS_MIN_REPLICAS is not supported with Redis Cluster")
         self._redis = redis
+        self._min_replicas = min_replicas
+        self._replica_timeout_ms = replica_timeout_ms
         self._sha = hashlib.sha1(DEDUP_XADD.encode()).hexdigest()
         self._script = redis.register_script(DEDUP_XADD)  # loads itself on each node it reaches
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[Result]]] = asyncio.Queue()
@@ -75,8 +89,10 @@ class StreamProducer:
             if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or was flushed
                 await self._redis.script_load(DEDUP_XADD)
                 results = await self._evalsha_all(batch)
-        except (aioredis.RedisError, OSError) as exc:
-            error = StoreUnavailable(f"Redis is unavailable: {exc}")
+        except (aioredis.RedisError, OSError, NotReplicated) as exc:
+            error: StoreUnavailable = (
+                exc if isinstance(exc, NotReplicated) else StoreUnavailable(f"Redis is unavailable: {exc}")
+            )
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -103,7 +119,23 @@ class StreamProducer:
             for item, _ in batch:
                 item_keys = _keys(item)
                 pipe.evalsha(self._sha, len(item_keys), *item_keys, *_args(item))
-            return list(await pipe.execute(raise_on_error=False))
+            if self._min_replicas:  # on the connection that wrote: WAIT counts this client's writes
+                pipe.execute_command("WAIT", self._min_replicas, self._replica_timeout_ms)
+            results = list(await pipe.execute(raise_on_error=False))
+        if self._min_replicas:
+            confirmed = results.pop()
+            if isinstance(confirmed, Exception) or int(confirmed) < self._min_replicas:
+                REPLICATION_REFUSED.inc()
+                raise NotReplicated(
+                    f"{confirmed} of {self._min_replicas} replicas confirmed the batch within "
+                    f"{self._replica_timeout_ms} ms"
+                )
+        return results
+
+
+def producer_for(rt: Runtime) -> StreamProducer:
+    """The producer as the settings configure it (replica acknowledgements)."""
+    return StreamProducer(rt.redis, rt.settings.redis_min_replicas, rt.settings.redis_replica_timeout_ms)
 
 
 def _keys(item: Submission) -> list[str]:

@@ -31,7 +31,7 @@ from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, error
 from ingest.maintenance import run_maintenance, watch_pressure
 from ingest.retry import RetryPolicies, RetryPolicy
-from ingest.stream import StreamProducer, all_streams
+from ingest.stream import all_streams, producer_for
 from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
 from mcp_server.auth import BearerAuth
 from mcp_server.server import build_mcp
@@ -123,7 +123,7 @@ def create_app(
         async with open_runtime(settings) as rt:
             state.runtime = rt
             service = MemoryService(rt)
-            producer = StreamProducer(rt.redis)
+            producer = producer_for(rt)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
             acceptor = Acceptor(settings, producer, ledger, redact=redact)

@@ -16,7 +16,7 @@ import orjson
 from ingest.accept import Acceptor
 from ingest.envelope import entry_event
 from ingest.sqs_import import import_queue
-from ingest.stream import StreamProducer
+from ingest.stream import producer_for
 from mcp_server.cli_ops import Command, moment
 from memory.forget import forget
 from memory.ledger import Ledger
@@ -75,7 +75,7 @@ async def _import(rt: Runtime, args: argparse.Namespace) -> int:
 
     source = await SourceStore(rt.db).get(args.source)
     sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
-    producer = StreamProducer(rt.redis)
+    producer = producer_for(rt)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(producer.run, name="stream-producer")
         report = await import_queue(

