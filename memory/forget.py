@@ -21,9 +21,16 @@ One ``forget_audit`` row records it: the subject only as a SHA-256 hash, and the
 ``memory`` does not import ``ingest``, so the caller passes the function that decodes a stream
 entry's envelope into an ``Event``.
 
+Before anything is deleted, a tombstone (``memory.tombstones``) marks C forgotten as of now: an
+event of C received before that moment - one a worker had already read, one redelivered from a
+retry - is dropped by the hot tier's apply script (atomically) and by the index group. A
+later event is a new one and starts C afresh.
+
 Limits (not fixable from here):
-- an event a worker has already read when forget() runs may still be applied after it, and
-  re-create C with that event alone (there is no tombstone); forget() again removes it;
+- the index group checks the tombstone just before its upsert, not inside the same transaction: a
+  batch that checked just before the tombstone was set and commits after the rows were deleted
+  can leave C's row in PostgreSQL (without a hot tier); forget() again removes it. The ledger
+  (audit group) may likewise record such an event's id (never its payload or subject);
 - a zstd dictionary trained while C was among the warm tier's samples may hold fragments of C's
   text; only retraining the dictionary (and recompressing the blobs that use it) removes them;
 - an entry that ``hookline dlq retry`` re-queued is found only while unsettled: once every group has
@@ -44,7 +51,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from redis.exceptions import ResponseError
 
-from memory import keys
+from memory import keys, tombstones
 from memory.errors import HooklineError, StoreUnavailable
 from memory.ids import context_id as context_id_of
 from memory.mappers.base import mapper_for
@@ -105,6 +112,8 @@ async def forget(
     context by it) is only hashed. Raises StoreUnavailable when a store cannot be reached."""
     traces = _Traces(tenant, context_id, subject)
     try:
+        # The tombstone first: an event of C already read by a worker is dropped, not applied.
+        await tombstones.bury(rt.redis, rt.settings, tenant, context_id, datetime.now(UTC))
         async with pg_connection(rt.db) as conn:
             await _find_in_index(conn, traces, rt.settings.partitions)
         await _find_in_redis_tiers(rt.redis, traces)

@@ -86,6 +86,12 @@ def consumer_slot(group: str, consumer: str) -> str:
     return f"{ROOT}:slot:{group}:{consumer}"
 
 
+def context_forgotten(tenant: str, context_id: str) -> str:
+    """String: when ``forget`` erased this context (ms); events received before it are not applied
+    (same slot as the head, so the hot tier's apply script checks it atomically)."""
+    return f"{ROOT}:{{c:{tenant}:{context_id}}}:forgotten"
+
+
 def context_warm(tenant: str, context_id: str) -> str:
     """String: the warm tier's compressed document of this context (same slot as its head)."""
     return f"{ROOT}:{{c:{tenant}:{context_id}}}:warm"

@@ -17,7 +17,7 @@ import psycopg
 import redis.asyncio as aioredis
 import structlog
 
-from memory import keys, links, search
+from memory import keys, links, search, tombstones
 from memory.compose import Composition, compose
 from memory.errors import HooklineError, InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
@@ -89,12 +89,20 @@ class MemoryService:
                 raise StoreUnavailable("a context was demoted again while being promoted; retry")
         except aioredis.RedisError as exc:
             raise StoreUnavailable(f"hot tier write failed: {exc}") from exc
-        await self._announce(writes)
+        # A context forgotten after these events were received (2) is not announced: it is gone.
+        await self._announce([write for write, result in zip(writes, results, strict=True) if result != 2])
         return rejected
 
     async def index_events(self, events: Sequence[Event]) -> list[Rejected]:
         """Group ``index``: the events ledger rows and one upsert per context, in one transaction."""
         plans, rejected = self._plans(events)
+        try:
+            gone = await tombstones.forgotten_before(
+                self.rt.redis, [(hot.tenant, hot.context_id, hot.event.received_at) for hot, _ in plans]
+            )
+        except aioredis.RedisError as exc:
+            raise StoreUnavailable(f"cannot read tombstones: {exc}") from exc
+        plans = [p for p in plans if (p[0].tenant, p[0].context_id, p[0].event.received_at) not in gone]
         async with self._conn() as conn:
             await index.upsert(conn, [row for _, row in plans])
             await self._embed(conn, sorted({(row.tenant, row.context_id) for _, row in plans}))

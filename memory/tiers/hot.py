@@ -22,13 +22,15 @@ from memory.runtime import is_cluster
 from memory.tiers import document
 
 _APPLY = """
+local forgotten = redis.call('GET', KEYS[3])
+if forgotten and tonumber(ARGV[7]) <= tonumber(forgotten) then return 2 end
 local tier = redis.call('HGET', KEYS[1], 'tier')
 if tier and tier ~= 'hot' then return -1 end
 local added = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 local current = redis.call('HGET', KEYS[1], 'head_key')
 if (not current) or ARGV[3] > current then
   local fields = {'head_key', ARGV[3]}
-  for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
 local importance = tonumber(redis.call('HGET', KEYS[1], 'importance') or '-1')
@@ -130,7 +132,8 @@ class HotTier:
 
     async def apply(self, writes: Sequence[HotWrite], now: datetime) -> list[int]:
         """Apply every write in one pipeline: 1 where the event was new to its context, 0 where it
-        was already there, -1 where the context is warm or cold and must be promoted first."""
+        was already there, -1 where the context is warm or cold and must be promoted first, 2 where
+        the context was forgotten after the event was received (it is dropped)."""
         if not writes:
             return []
         now_ms = str(_ms(now))
@@ -150,6 +153,7 @@ class HotTier:
         call_keys = [
             keys.context(write.tenant, write.context_id),
             keys.context_events(write.tenant, write.context_id),
+            keys.context_forgotten(write.tenant, write.context_id),
         ]
         call_args: list[str | bytes] = [
             write.event.id,
@@ -158,6 +162,7 @@ class HotTier:
             f"{write.importance:.4f}",
             str(_ms(write.event.occurred_at)),
             now_ms,
+            str(_ms(write.event.received_at)),
             *head_pairs,
         ]
         return call_keys, call_args

@@ -226,4 +226,5 @@ async def test_retention_deletes_a_context_from_every_tier(rt: Runtime, tenant: 
         await service.get_context(tenant, ctx_id)
     with pytest.raises(NotFound):
         await rt.blobs.get(archive)
-    assert not [k async for k in rt.redis.scan_iter(match=f"hl:{{c:{tenant}:*")]
+    left = [k async for k in rt.redis.scan_iter(match=f"hl:{{c:{tenant}:*")]
+    assert left == [keys.context_forgotten(tenant, ctx_id).encode()]  # the tombstone alone
