@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import consumers, envelope
-from ingest.accept import Acceptor, Redactor, no_redaction
+from ingest import consumers, envelope, pii
+from ingest.accept import Acceptor, Redactor
 from ingest.dedup import refresh_bloom_gauges
 from ingest.intake import Intake, error
 from ingest.maintenance import run_maintenance, watch_pressure
@@ -114,9 +114,11 @@ class _McpWebSocketEndpoint:
 
 
 def create_app(
-    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor = no_redaction
+    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor | None = None
 ) -> Starlette:
+    """``redact``: the PII hook every event passes; by default ``HOOKLINE_PII_MASK``'s masker."""
     state = AppState()
+    redact = redact or pii.redactor_for(settings)  # a bad HOOKLINE_PII_MASK fails here, at start
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

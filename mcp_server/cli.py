@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ingest.providers
+from ingest import pii
 from mcp_server.cli_ops import OPS_COMMANDS, Command
 from mcp_server.cli_ops import add_parsers as add_ops_parsers
 from mcp_server.cli_tiers import TIER_COMMANDS
@@ -130,6 +131,8 @@ def _options(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+        if key == "pii_mask":
+            pii.parse_kinds(value)  # refuse a bad value now, not at the first delivery
         options[key] = value
     return options
 

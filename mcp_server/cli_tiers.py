@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import orjson
 
+from ingest import pii
 from ingest.accept import Acceptor
 from ingest.envelope import entry_event
 from ingest.sqs_import import import_queue
@@ -78,9 +79,8 @@ async def _import(rt: Runtime, args: argparse.Namespace) -> int:
     producer = producer_for(rt)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(producer.run, name="stream-producer")
-        report = await import_queue(
-            sqs, args.sqs, source, Acceptor(rt.settings, producer, Ledger(rt.db)), args.limit
-        )
+        acceptor = Acceptor(rt.settings, producer, Ledger(rt.db), redact=pii.redactor_for(rt.settings))
+        report = await import_queue(sqs, args.sqs, source, acceptor, args.limit)
         tasks.cancel_scope.cancel()
     print(orjson.dumps(dataclasses.asdict(report)).decode())
     return 0 if not report.rejected else 1

@@ -30,6 +30,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from ingest import pii
 from ingest.accept import Acceptor
 from ingest.envelope import decode_envelope, to_event
 from ingest.stream import producer_for
@@ -212,7 +213,8 @@ def build_mcp(
     rt = service.rt
     stream_producer = acceptor.producer if acceptor else producer_for(rt)
     hub = updates or UpdateHub(rt.redis)
-    notes = NoteQueue(acceptor or Acceptor(rt.settings, stream_producer, Ledger(rt.db)))
+    redact = pii.redactor_for(rt.settings)
+    notes = NoteQueue(acceptor or Acceptor(rt.settings, stream_producer, Ledger(rt.db), redact=redact))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
