@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from mcp_server.cli_ops import add_parsers as add_ops_parsers
 from mcp_server.cli_tiers import TIER_COMMANDS
 from mcp_server.cli_tiers import add_parsers as add_tier_parsers
 from mcp_server.logs import configure_logging
+from memory.crypto import generate_key
 from memory.errors import ConfigError, HooklineError
 from memory.runtime import Runtime, open_runtime
 from memory.settings import Settings, load_settings, validate
@@ -68,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
 
+    key = commands.add_parser("key", help="encryption keys for archives at rest")
+    generate = key.add_subparsers(dest="action", required=True).add_parser(
+        "generate", help="print a new key entry for HOOKLINE_ENCRYPTION_KEYS (kid:base64)"
+    )
+    generate.add_argument("--id", default=None, help="key id (default: k<UTC date and time>)")
     add_ops_parsers(commands)
     add_tier_parsers(commands)
     return parser
@@ -82,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "stdio":
             return anyio.run(_stdio, settings)
+        if args.command == "key":  # no store needed
+            print(generate_key(args.id or f"k{datetime.now(UTC):%Y%m%d%H%M%S}"))
+            return 0
         return anyio.run(
             _with_runtime, settings, _COMMANDS[(args.command, getattr(args, "action", None))], args
         )

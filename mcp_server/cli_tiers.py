@@ -1,5 +1,6 @@
-"""Data commands of ``hookline``: ``tier run`` (one lifecycle pass), ``export`` (NDJSON) and
-``import`` (drain an SQS queue of webhooks into the pipeline)."""
+"""Data commands of ``hookline``: ``tier run`` (one lifecycle pass), ``tier rewrap`` (re-seal the
+archives after a key rotation), ``export`` (NDJSON) and ``import`` (drain an SQS queue of webhooks
+into the pipeline)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ingest.envelope import entry_event
 from ingest.sqs_import import import_queue
 from ingest.stream import producer_for
 from mcp_server.cli_ops import Command, moment
+from memory.crypto import SealedBlobStore
 from memory.forget import forget
 from memory.ledger import Ledger
 from memory.lifecycle import Lifecycle
@@ -31,6 +33,7 @@ def add_parsers(commands: Any) -> None:
     tier = commands.add_parser("tier", help="context tiers").add_subparsers(dest="action", required=True)
     run = tier.add_parser("run", help="run one lifecycle pass (hot → warm → cold)")
     run.add_argument("--now", type=moment, help="pretend it is this ISO-8601 time (for tests and drills)")
+    tier.add_parser("rewrap", help="re-seal every archive with the first HOOKLINE_ENCRYPTION_KEYS key")
     export = commands.add_parser("export", help="write contexts updated in a time range as NDJSON")
     export.add_argument("--since", type=moment, required=True)
     export.add_argument("--until", type=moment, default=None)
@@ -47,6 +50,20 @@ def add_parsers(commands: Any) -> None:
 async def _tier_run(rt: Runtime, args: argparse.Namespace) -> int:
     report = await Lifecycle(rt, forgetter=partial(forget, rt, decode=entry_event)).run_pass(args.now)
     print(orjson.dumps(report.as_dict()).decode())
+    return 0
+
+
+async def _tier_rewrap(rt: Runtime, args: argparse.Namespace) -> int:
+    """Key rotation: every archive sealed with an older key (or none) is sealed with the active one."""
+    blobs = rt.blobs
+    if not isinstance(blobs, SealedBlobStore):
+        print("hookline: HOOKLINE_ENCRYPTION_KEYS is not set: nothing to seal with", file=sys.stderr)
+        return 2
+    seen = changed = 0
+    async for key in blobs.list(""):
+        seen += 1
+        changed += await blobs.rewrap(key)
+    print(orjson.dumps({"archives": seen, "resealed": changed, "key": blobs.keyring.active}).decode())
     return 0
 
 
@@ -88,6 +105,7 @@ async def _import(rt: Runtime, args: argparse.Namespace) -> int:
 
 TIER_COMMANDS: dict[tuple[str, str | None], Command] = {
     ("tier", "run"): _tier_run,
+    ("tier", "rewrap"): _tier_rewrap,
     ("export", None): _export,
     ("import", None): _import,
 }

@@ -24,6 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from sqlalchemy.exc import SQLAlchemyError
 
+from memory.crypto import Keyring, SealedBlobStore
 from memory.embedded import EmbeddedPostgres, EmbeddedRedis
 from memory.errors import ConfigError, StoreUnavailable
 from memory.settings import Settings
@@ -146,8 +147,10 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
             raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
         stack.push_async_callback(pool.close)
 
-        blobs = open_blobstore(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
+        blobs: BlobStore = open_blobstore(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
         stack.push_async_callback(blobs.aclose)
+        if settings.encryption_keys:  # archives sealed at rest (AES-256-GCM)
+            blobs = SealedBlobStore(blobs, Keyring.parse(settings.encryption_keys))
 
         embedder: Embedder | None = None
         if settings.embedder != "none":

@@ -49,6 +49,7 @@ class Settings:
     embedder_api_key: str | None
     embed_cache_ttl_s: int
     summarizer: str
+    encryption_keys: str | None  # "kid:base64,...": archives sealed with AES-256-GCM (memory.crypto)
     pii_mask: str  # kinds the intake masks before storing (ingest.pii): "secrets,card", "all", "none"
     log_level: str
     log_json: bool | None  # None: JSON unless stderr is a TTY
@@ -139,6 +140,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         embed_cache_ttl_s=_duration(environ, "EMBED_CACHE_TTL", 7 * 86400),
         summarizer=_optional(environ, "SUMMARIZER") or "extractive",
         pii_mask=_optional(environ, "PII_MASK") or "secrets,card",
+        encryption_keys=_optional(environ, "ENCRYPTION_KEYS"),
         log_level=(_optional(environ, "LOG_LEVEL") or "info").upper(),
         log_json=None if log_json_raw is None else log_json_raw.lower() in ("1", "true", "yes"),
         anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
