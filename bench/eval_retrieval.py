@@ -87,6 +87,7 @@ class Candidates:
     text: list[dict[str, Any]]
     vector: list[dict[str, Any]]
     query_vector: list[float]
+    origins: dict[str, search.Origin]  # each candidate's provider and newest event type (half-lives)
 
 
 Modes = dict[str, list[list[str]]]  # mode -> per query, the subjects in ranked order
@@ -230,7 +231,8 @@ async def candidates(rt: Runtime, tenant: str, query: str) -> Candidates:
     async with rt.db.connection() as conn:
         text_rows = await search.text_candidates(conn, tenant, query, search.Filters())
         vector_rows = await search.vector_candidates(conn, tenant, vector, search.Filters())
-    return Candidates(text_rows, vector_rows, vector)
+        found_in = await search.origins(conn, tenant, [r["id"] for r in (*text_rows, *vector_rows)])
+    return Candidates(text_rows, vector_rows, vector, found_in)
 
 
 async def evaluate(
@@ -256,7 +258,7 @@ def rerank(
         for target, name, value in patches:
             stack.enter_context(patched(target, name, value))
         return [
-            [h.context.subject for h in search.rank(c.text, c.vector, q.text, now, MAX_LIMIT)]
+            [h.context.subject for h in search.rank(c.text, c.vector, q.text, now, MAX_LIMIT, c.origins)]
             for c, q in zip(cands, queries, strict=True)
         ]
 
@@ -281,15 +283,19 @@ def without(part: str) -> Score:
     def score(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
         total, breakdown = scoring.score(signals, now)
         if part == "recency":
-            return total / (0.5 + 0.5 * scoring.recency(signals.updated_at, now, signals.kind)), breakdown
-        return total / (0.5 + scoring.effective_importance(signals.importance, signals.pinned)), breakdown
+            return total / (
+                0.9 + 0.1 * scoring.recency(signals.updated_at, now, signals.half_life_h)
+            ), breakdown
+        return total / (
+            0.9 + 0.2 * scoring.effective_importance(signals.importance, signals.pinned)
+        ), breakdown
 
     return score
 
 
 def gentle(signals: scoring.Signals, now: datetime) -> tuple[float, dict[str, float]]:
     """Priors as tie-breakers: recency and importance move a score by at most +-10 %."""
-    fresh = scoring.recency(signals.updated_at, now, signals.kind)
+    fresh = scoring.recency(signals.updated_at, now, signals.half_life_h)
     importance = scoring.effective_importance(signals.importance, signals.pinned)
     return signals.relevance * (0.9 + 0.1 * fresh) * (0.9 + 0.2 * importance), {}
 
@@ -384,7 +390,7 @@ def relevance_spread(cands: Sequence[Candidates], queries: Sequence[Query], now:
     ratios = []
     for c, q in zip(cands, queries, strict=True):
         with patched(search, "score", relevance_only):
-            hits = search.rank(c.text, c.vector, q.text, now, K)
+            hits = search.rank(c.text, c.vector, q.text, now, K, c.origins)
         if len(hits) == K and hits[0].score:
             ratios.append(hits[-1].score / hits[0].score)
     return f"median relevance(#5)/relevance(#1) under RRF k={search.RRF_K}: {statistics.median(ratios):.2f}"
@@ -560,7 +566,7 @@ def report(r: Results, args: argparse.Namespace) -> None:
     )
     print(
         relevance_spread(r.cands, queries, now)
-        + "; the priors span x0.5-x1 (recency), x0.7-x1.5 (importance)"
+        + "; the priors span x0.9-x1 (recency), x0.9-x1.1 (importance)"
     )
     title = f"full text AND-first: every term required, the OR only when that finds < {AND_ENOUGH}"
     table(title, r.strict, queries, by_overlap)

@@ -9,11 +9,13 @@ handler of their own land in one context per repository and event type, or per n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from memory.mappers.github_about import ABOUT
 from memory.mappers.github_ci import map_check, map_workflow_job, map_workflow_run
 from memory.mappers.github_event import COMMENT_CHARS, GitHubEvent, label_names
+from memory.mappers.github_facts import FACTS, facts, occurred_at
 from memory.mappers.github_refs import map_create_delete, map_popularity, map_push, map_release
 from memory.mappers.github_threads import map_issue, map_pull_request, map_review_activity
 from memory.mappers.payload import excerpt, get, integer, login, obj, require_object, string
@@ -56,7 +58,10 @@ class GitHubMapper:
         event = GitHubEvent.read(event_type, require_object(payload))
         handler = _HANDLERS.get(event_type)
         mapped = handler(event) if handler is not None else None
-        return mapped if mapped is not None else map_fallback(event)
+        if mapped is None:
+            return map_fallback(event)
+        about = ABOUT.get(event_type)  # e.g. a fork is someone copying the repository
+        return replace(mapped, text=f"{mapped.text} ({about})") if about else mapped
 
 
 def map_fallback(ev: GitHubEvent) -> MappedEvent:
@@ -81,10 +86,12 @@ def map_fallback(ev: GitHubEvent) -> MappedEvent:
     text += f": {name}" if name else ""
     body = string(comment, "body") or string(item, "body")
     text += f" - {excerpt(body, COMMENT_CHARS)}" if body else ""
-    details = [
-        string(item, field) for field in ("summary", "description", "state", "environment", "severity")
-    ]
-    text += "".join(f"; {excerpt(detail, 160)}" for detail in details if detail)
+    if ev.event_type in FACTS:
+        details = facts(ev.event_type, ev.payload)
+    else:
+        fields = ("summary", "description", "state", "environment", "severity")
+        details = [excerpt(detail, 160) for detail in (string(item, f) for f in fields) if detail]
+    text += "".join(f"; {detail}" for detail in details)
     about = ABOUT.get(ev.event_type)
     text += f" ({about})" if about else ""
     title = " ".join(part for part in (ev.repo or ev.sender or "github", noun, name) if part)
@@ -94,6 +101,7 @@ def map_fallback(ev: GitHubEvent) -> MappedEvent:
         title,
         text,
         comment or item,
+        occurred_at=occurred_at(ev.event_type, ev.payload),
         state=string(item, "state") or string(ev.payload, "state"),  # commit statuses: top level
         actors=(login(get(item, "user")), login(get(comment, "user"))),
         labels=label_names(item.get("labels")),

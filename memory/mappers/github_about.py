@@ -1,6 +1,6 @@
-"""One plain line on what each GitHub event type means, added to the text of events that have no
-dedicated handler: their payloads rarely say it in words ("gollum" is a wiki edit), and search,
-keyword and vector alike, can only find what the text says."""
+"""One plain line on what each GitHub event type means, added to every event's text: payloads rarely
+say it in words ("gollum" is a wiki edit, a fork is a copy, a check run is CI), and search, keyword
+and vector alike, can only find what the text says."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ ABOUT: dict[str, str] = {
     "commit_comment": "comment on a commit",
     "deploy_key": "deploy key added or removed: repository SSH access",
     "deployment": "deployment created to an environment",
+    "deployment_protection_rule": "deployment protection rule: a deployment waits for an outside check",
+    "deployment_review": "deployment review: a workflow run waits for approval to deploy to an environment",
     "deployment_status": "deployment status: success, failure or in progress",
     "discussion": "discussion thread in the repository forum",
     "discussion_comment": "reply in a discussion thread",
@@ -29,11 +31,13 @@ ABOUT: dict[str, str] = {
     "organization": "organization membership or settings changed",
     "org_block": "user blocked or unblocked by the organization",
     "package": "package published or updated in GitHub Packages",
-    "page_build": "GitHub Pages site built",
+    "merge_group": "merge queue: a group of pull requests waiting to be merged, checks requested",
+    "page_build": "GitHub Pages website build attempted: built or errored",
     "ping": "webhook created: a test ping",
     "project": "project board created or changed",
     "project_card": "project board card moved or changed",
     "project_column": "project board column changed",
+    "projects_v2_item": "item on a project (beta) created, edited, archived or moved",
     "public": "repository made public: visibility changed from private",
     "registry_package": "package published to the registry",
     "repository": "repository created, renamed, archived, deleted or its settings changed",
@@ -51,4 +55,6 @@ ABOUT: dict[str, str] = {
     "team_add": "repository added to a team",
     "watch": "repository watched: someone started following it",
     "workflow_dispatch": "workflow run started by hand",
+    "workflow_job": "GitHub Actions CI job",
+    "workflow_run": "GitHub Actions CI workflow run",
 }

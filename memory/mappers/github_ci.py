@@ -14,6 +14,14 @@ def _outcome(run: dict[str, Any]) -> str | None:
     return string(run, "conclusion") or string(run, "status")
 
 
+# Conclusions as words: "fail" (the stem of failed) is what people search for, not "failure".
+_SAID = {"failure": "failed", "timed_out": "timed out, failed", "startup_failure": "failed to start"}
+
+
+def _said(outcome: str | None) -> str:
+    return _SAID.get(outcome, outcome.replace("_", " ")) if outcome else "unknown"
+
+
 def _on(branch: str | None) -> str:
     return f" on {branch}" if branch else ""
 
@@ -26,7 +34,7 @@ def map_workflow_run(ev: GitHubEvent) -> MappedEvent | None:
         return None
     branch, number, outcome = string(run, "head_branch"), integer(run, "run_number"), _outcome(run)
     text = f"workflow {name or key} run #{number if number is not None else '?'} {ev.did()}"
-    text += f": {outcome or 'unknown'}{_on(branch)} in {ev.repo}"
+    text += f": {_said(outcome)}{_on(branch)} in {ev.repo}"
     message = first_line(string(run, "head_commit", "message"))
     text += f" ({string(run, 'event') or 'run'}: {excerpt(message, 120)})" if message else ""
     fields: dict[str, Any] = {
@@ -60,7 +68,7 @@ def map_workflow_job(ev: GitHubEvent) -> MappedEvent | None:
     key = f"{workflow}/{name}" if workflow else name
     branch, outcome, runner = string(job, "head_branch"), _outcome(job), string(job, "runner_name")
     text = f"job {name}" + (f" of workflow {workflow}" if workflow else "")
-    text += f" {ev.did()}: {outcome or 'unknown'}{_on(branch)} in {ev.repo}"
+    text += f" {ev.did()}: {_said(outcome)}{_on(branch)} in {ev.repo}"
     text += f" (runner {runner})" if runner else ""
     fields: dict[str, Any] = {
         "run_id": integer(job, "run_id"),
@@ -93,7 +101,7 @@ def map_check(ev: GitHubEvent) -> MappedEvent | None:
     numbers = [n for n in (integer(pr, "number") for pr in objects(item, "pull_requests")) if n is not None]
     branch, outcome = string(suite, "head_branch"), _outcome(item)
     noun = "check" if is_run else "check suite"
-    text = f"{noun} {name} {ev.did()}: {outcome or 'unknown'}{_on(branch)} in {ev.repo}"
+    text = f"{noun} {name} {ev.did()}: {_said(outcome)}{_on(branch)} in {ev.repo}"
     text += "".join(f" PR #{n}" for n in numbers)
     summary = string(item, "output", "title") or first_line(string(item, "head_commit", "message"))
     text += f": {excerpt(summary, 120)}" if summary else ""

@@ -30,6 +30,7 @@ def _detail(payload: dict[str, Any]) -> str:
         ("reviewer", login(get(payload, "requested_reviewer")) or string(payload, "requested_team", "name")),
         ("assignee", login(get(payload, "assignee"))),
         ("milestone", string(payload, "milestone", "title")),
+        ("moved to", string(payload, "changes", "new_repository", "full_name")),  # a transfer
     ]
     found = [f"{name}: {value}" for name, value in parts if value]
     return f" ({', '.join(found)})" if found else ""
