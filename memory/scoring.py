@@ -4,8 +4,9 @@
 
 - relevance is the hybrid retrieval score (reciprocal-rank fusion of full text and vectors),
   normalised to 0..1 within the result set;
-- recency = 0.5^(age / half-life), the half-life set per kind of context (a failing workflow
-  matters for a day, an issue for weeks);
+- recency = 0.5^(age / half-life), the half-life set per source provider and event type (a failing
+  workflow run matters for hours, an issue for weeks, a Stripe dispute or a security alert for
+  weeks): ``HalfLives``, defaults below, overridden by ``HOOKLINE_HALF_LIVES``;
 - importance is the mapper's 0..1 from the source's own signals, raised by pins;
 - access = min(0.3, 0.1·log2(1 + reads)), decaying with the time since the last read.
 """
@@ -13,34 +14,70 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 HOUR = 3600.0
 
-# Half-lives in hours, by context kind (the mapper's `kind`); the default covers the rest.
-HALF_LIVES_H: dict[str, float] = {
-    "workflow_run": 24.0,
-    "workflow_job": 24.0,
-    "check": 24.0,
-    "push": 48.0,
-    "pull_request": 7 * 24.0,
-    "issue": 14 * 24.0,
-    "release": 30 * 24.0,
-    "note": 30 * 24.0,
+# Half-lives in hours. A key is a provider ("stripe") or a provider and an event type
+# ("github:workflow_run"); a dotted event type also matches by prefix ("stripe:charge.dispute"
+# covers charge.dispute.created). The most specific key wins; DEFAULT_HALF_LIFE_H covers the rest.
+_DAY = 24.0
+
+
+def _github(hours: float, *event_types: str) -> dict[str, float]:
+    return {f"github:{event_type}": hours for event_type in event_types}
+
+
+DEFAULT_HALF_LIVES_H: dict[str, float] = {
+    "github": 3 * _DAY,
+    **_github(12.0, "workflow_run", "workflow_job", "check_run", "check_suite", "status"),
+    **_github(2 * _DAY, "push", "create", "delete"),
+    **_github(7 * _DAY, "pull_request", "pull_request_review", "pull_request_review_comment"),
+    **_github(7 * _DAY, "pull_request_review_thread"),
+    **_github(14 * _DAY, "issues", "issue_comment", "discussion", "discussion_comment"),
+    **_github(30 * _DAY, "release"),
+    **_github(21 * _DAY, "code_scanning_alert", "dependabot_alert", "secret_scanning_alert"),
+    **_github(21 * _DAY, "repository_vulnerability_alert", "security_advisory"),
+    "stripe": 7 * _DAY,
+    "stripe:charge.dispute": 21 * _DAY,
+    "stripe:radar.early_fraud_warning": 21 * _DAY,
+    "slack": 2 * _DAY,
+    "linear": 14 * _DAY,
+    "jira": 14 * _DAY,
+    "agent": 30 * _DAY,  # notes an agent chose to keep
 }
-DEFAULT_HALF_LIFE_H = 72.0
+DEFAULT_HALF_LIFE_H = 3 * _DAY
 ACCESS_HALF_LIFE_H = 7 * 24.0
 PIN_BONUS = 0.25
 
 
-def half_life_h(kind: str) -> float:
-    return HALF_LIVES_H.get(kind, DEFAULT_HALF_LIFE_H)
+@dataclass(frozen=True, slots=True)
+class HalfLives:
+    """Recency half-lives by provider and event type: the defaults with ``overrides`` on top."""
+
+    overrides: tuple[tuple[str, float], ...] = ()
+    table: Mapping[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        table = DEFAULT_HALF_LIVES_H | {key.lower(): hours for key, hours in self.overrides}
+        object.__setattr__(self, "table", MappingProxyType(table))
+
+    def hours(self, provider: str, event_type: str = "") -> float:
+        provider, event_type = provider.strip().lower(), event_type.strip().lower()
+        parts = event_type.split(".") if event_type else []
+        for n in range(len(parts), 0, -1):  # charge.dispute.created, charge.dispute, charge
+            found = self.table.get(f"{provider}:{'.'.join(parts[:n])}")
+            if found is not None:
+                return found
+        return self.table.get(provider, DEFAULT_HALF_LIFE_H)
 
 
-def recency(updated_at: datetime, now: datetime, kind: str) -> float:
+def recency(updated_at: datetime, now: datetime, half_life_h: float) -> float:
     age_h = max(0.0, (now - updated_at).total_seconds() / HOUR)
-    return math.pow(0.5, age_h / half_life_h(kind))
+    return math.pow(0.5, age_h / half_life_h)
 
 
 def access_boost(count: int, last_access: datetime | None, now: datetime) -> float:
@@ -60,13 +97,14 @@ class Signals:
     updated_at: datetime
     kind: str
     importance: float
+    half_life_h: float = DEFAULT_HALF_LIFE_H  # HalfLives.hours of the context's source and event
     pinned: bool = False
     access_count: int = 0
     last_access: datetime | None = None
 
 
 def score(signals: Signals, now: datetime) -> tuple[float, dict[str, float]]:
-    fresh = recency(signals.updated_at, now, signals.kind)
+    fresh = recency(signals.updated_at, now, signals.half_life_h)
     importance = effective_importance(signals.importance, signals.pinned)
     access = access_boost(signals.access_count, signals.last_access, now)
     # Relevance leads; recency and importance move a hit by at most ~10% each, enough to order
@@ -75,6 +113,7 @@ def score(signals: Signals, now: datetime) -> tuple[float, dict[str, float]]:
     breakdown = {
         "relevance": round(signals.relevance, 6),
         "recency": round(fresh, 6),
+        "half_life_h": signals.half_life_h,
         "importance": round(importance, 4),
         "access": round(access, 4),
     }

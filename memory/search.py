@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from memory.models import ContextSummary, SearchHit
-from memory.scoring import Signals, reciprocal_rank_fusion, score
+from memory.scoring import HalfLives, Signals, reciprocal_rank_fusion, score
 
 CANDIDATES = 50
 RRF_K = 10  # small k keeps rank gaps larger than the recency/importance nudges (eval: 0.79 -> 0.83)
@@ -32,6 +32,7 @@ _COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
     "created_at, updated_at, body, pinned, access_count, last_access_at"
 )
+_CONTEXT_COLUMNS = ", ".join(f"contexts.{name.strip()}" for name in _COLUMNS.split(","))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,24 +61,39 @@ async def _rows(conn: AsyncConnection[Any], sql: str, params: dict[str, Any]) ->
         return list(await cur.fetchall())
 
 
+# The OR of the query's terms; NULL when it has none (only stop words, or no words). Inlined rather
+# than a CTE, so that the planner sees a constant: it can then use the GIN index and estimate the
+# number of matches (a CTE column hid both, and a seq scan of every row was the plan).
+_OR_QUERY = "nullif(replace(plainto_tsquery('english', %(query)s)::text, '&', '|'), '')::tsquery"
+
+
 async def text_candidates(
     conn: AsyncConnection[Any], tenant: str, query: str, filters: Filters, limit: int = CANDIDATES
 ) -> list[dict[str, Any]]:
-    """Any query term matches (OR), ranked by ts_rank_cd; newest first for a query without words."""
+    """Any query term matches (OR), ranked by ts_rank_cd; newest first for a query without words.
+
+    Only the newest ``TEXT_MATCHES_RANKED`` matches are ranked, reading just what ranking needs
+    (id, updated_at, tsv); the wide columns are read for the ``limit`` rows kept."""
     params: dict[str, Any] = {"tenant": tenant, "query": query, "limit": limit}
     where = filters.sql(params)
     sql = f"""
-        WITH q AS (
-            SELECT nullif(replace(plainto_tsquery('english', %(query)s)::text, '&', '|'), '')::tsquery AS t
-        )
-        SELECT {_COLUMNS}, CASE WHEN q.t IS NULL THEN 0 ELSE ts_rank_cd(tsv, q.t, 32) END AS rank
-        FROM (
-            SELECT contexts.* FROM contexts, q
-            WHERE {where} AND (q.t IS NULL OR tsv @@ q.t)
+        WITH matched AS (
+            SELECT id, updated_at, tsv FROM contexts
+            WHERE {where} AND tsv @@ {_OR_QUERY}
             ORDER BY updated_at DESC LIMIT {TEXT_MATCHES_RANKED}
-        ) contexts, q
-        ORDER BY rank DESC, updated_at DESC
-        LIMIT %(limit)s
+        ), ranked AS (
+            SELECT id, updated_at, ts_rank_cd(tsv, {_OR_QUERY}, 32) AS rank FROM matched
+            ORDER BY rank DESC, updated_at DESC LIMIT %(limit)s
+        ), newest AS (
+            SELECT id, updated_at, 0::real AS rank FROM contexts
+            WHERE {where} AND {_OR_QUERY} IS NULL
+            ORDER BY updated_at DESC LIMIT %(limit)s
+        ), found AS (
+            SELECT * FROM ranked UNION ALL SELECT * FROM newest
+        )
+        SELECT {_CONTEXT_COLUMNS}, found.rank FROM found
+        JOIN contexts ON contexts.tenant = %(tenant)s AND contexts.id = found.id
+        ORDER BY found.rank DESC, found.updated_at DESC
     """
     return await _rows(conn, sql, params)
 
@@ -119,13 +135,50 @@ async def has_vectors(conn: AsyncConnection[Any]) -> bool:
     return row is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a context's newest event came from: what its recency half-life depends on."""
+
+    provider: str
+    event_type: str
+
+
+async def origins(conn: AsyncConnection[Any], tenant: str, ids: Sequence[str]) -> dict[str, Origin]:
+    """Each context's provider (its source's, else the source name) and newest event type: one
+    index probe per context, so only for the candidates."""
+    if not ids:
+        return {}
+    sql = """
+        SELECT c.id, coalesce(s.provider, c.source) AS provider, coalesce(e.event_type, '') AS event_type
+        FROM contexts c
+        LEFT JOIN sources s ON s.name = c.source AND s.tenant = c.tenant
+        LEFT JOIN LATERAL (
+            SELECT event_type FROM events
+            WHERE events.tenant = c.tenant AND events.context_id = c.id
+            ORDER BY occurred_at DESC, id DESC LIMIT 1
+        ) e ON true
+        WHERE c.tenant = %(tenant)s AND c.id = ANY(%(ids)s)
+    """
+    rows = await _rows(conn, sql, {"tenant": tenant, "ids": list(dict.fromkeys(ids))})
+    return {row["id"]: Origin(row["provider"], row["event_type"]) for row in rows}
+
+
 def _summary(row: dict[str, Any]) -> ContextSummary:
     return ContextSummary(**{name: row[name] for name in ContextSummary.__slots__})
 
 
 def rank(
-    text_rows: list[dict[str, Any]], vector_rows: list[dict[str, Any]], query: str, now: datetime, limit: int
+    text_rows: list[dict[str, Any]],
+    vector_rows: list[dict[str, Any]],
+    query: str,
+    now: datetime,
+    limit: int,
+    found_in: dict[str, Origin] | None = None,
+    half_lives: HalfLives | None = None,
 ) -> list[SearchHit]:
+    """Fuse, score and order the candidates; ``found_in`` (from ``origins``) picks each context's
+    half-life, else its source name stands for the provider."""
+    found_in, half_lives = found_in or {}, half_lives or HalfLives()
     rows = {row["id"]: row for row in vector_rows} | {row["id"]: row for row in text_rows}
     rankings = [
         [(row["id"], float(row["rank"])) for row in text_rows if row["rank"] > 0 or not query.strip()]
@@ -137,11 +190,13 @@ def rank(
     hits = []
     for ctx_id, value in fused.items():
         row = rows[ctx_id]
+        origin = found_in.get(ctx_id) or Origin(row["source"], "")
         signals = Signals(
             relevance=value / best_possible,
             updated_at=row["updated_at"],
             kind=row["kind"],
             importance=row["importance"],
+            half_life_h=half_lives.hours(origin.provider, origin.event_type),
             pinned=row["pinned"],
             access_count=row["access_count"],
             last_access=row["last_access_at"],

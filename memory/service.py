@@ -26,6 +26,7 @@ from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
 from memory.prewarm import HIT_THRESHOLD, Prewarmer
 from memory.runtime import Runtime, is_cluster, pg_connection
+from memory.scoring import HalfLives
 from memory.tiers import index
 from memory.tiers.hot import HotTier, HotWrite
 
@@ -61,6 +62,7 @@ class MemoryService:
         self.lifecycle = Lifecycle(rt)
         self.prewarmer = Prewarmer(rt.redis, self.lifecycle)
         self._vectors: bool | None = None  # does this PostgreSQL have the embedding column?
+        self.half_lives = HalfLives(rt.settings.half_lives)
 
     # -- writes (workers only) -------------------------------------------------------------
 
@@ -325,7 +327,8 @@ class MemoryService:
         async with self._conn() as conn:
             text_rows = await search.text_candidates(conn, tenant, query, filters)
             vector_rows = await search.vector_candidates(conn, tenant, vector, filters) if vector else []
-        hits = search.rank(text_rows, vector_rows, query, now, limit)
+            found_in = await search.origins(conn, tenant, [r["id"] for r in (*text_rows, *vector_rows)])
+        hits = search.rank(text_rows, vector_rows, query, now, limit, found_in, self.half_lives)
         likely = [hit.context.id for hit in hits if hit.context.tier == "cold" and hit.score > HIT_THRESHOLD]
         if likely:  # a strong cold hit is probably read next: have its body ready
             try:

@@ -7,6 +7,8 @@ passes the result down.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -54,6 +56,7 @@ class Settings:
     log_level: str
     log_json: bool | None  # None: JSON unless stderr is a TTY
     anthropic_api_key: str | None
+    half_lives: tuple[tuple[str, float], ...] = ()  # recency overrides: ("github:workflow_run", 6.0)
 
     @property
     def auth_enabled(self) -> bool:
@@ -90,6 +93,35 @@ def _duration(environ: Mapping[str, str], name: str, default_s: int) -> int:
     if value <= 0:
         raise ConfigError(f"{PREFIX}{name} must be positive, got {raw!r}")
     return value
+
+
+_HALF_LIFE_KEY = re.compile(r"[a-z0-9][a-z0-9_-]*(:[a-z0-9][a-z0-9_./-]*)?")
+
+
+def _half_lives(environ: Mapping[str, str]) -> tuple[tuple[str, float], ...]:
+    """``provider[:event_type]=hours`` pairs, comma-separated (hours may end in h or d):
+    ``github:workflow_run=6,stripe=14d``."""
+    name = PREFIX + "HALF_LIVES"
+    raw = environ.get(name, "").strip()
+    pairs: dict[str, float] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = (part.strip() for part in entry.partition("="))
+        key = key.lower()
+        if not sep or not _HALF_LIFE_KEY.fullmatch(key):
+            raise ConfigError(
+                f"{name}: {entry!r} is not provider[:event_type]=hours (e.g. github:workflow_run=6)"
+            )
+        number, unit = (value[:-1], value[-1].lower()) if value[-1:].lower() in ("h", "d") else (value, "h")
+        try:
+            hours = float(number) * (24 if unit == "d" else 1)
+        except ValueError:
+            hours = math.nan
+        if not math.isfinite(hours) or hours <= 0:
+            raise ConfigError(f"{name}: the half-life of {key!r} must be a positive number, got {value!r}")
+        if key in pairs:
+            raise ConfigError(f"{name}: {key!r} is given twice")
+        pairs[key] = hours
+    return tuple(pairs.items())
 
 
 def _optional(environ: Mapping[str, str], name: str) -> str | None:
@@ -144,6 +176,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=(_optional(environ, "LOG_LEVEL") or "info").upper(),
         log_json=None if log_json_raw is None else log_json_raw.lower() in ("1", "true", "yes"),
         anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
+        half_lives=_half_lives(environ),
     )
     validate(settings)
     return settings

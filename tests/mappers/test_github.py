@@ -245,7 +245,7 @@ def test_failed_workflow_run_is_important_and_in_the_same_context() -> None:
 
     assert failure.subject == success.subject
     assert failure.state == "failure"
-    assert "completed: failure on master" in failure.text
+    assert "completed: failed on master" in failure.text
     assert failure.importance > 0.5
 
 
@@ -355,3 +355,62 @@ def test_non_object_payload_is_a_mapping_error(payload: Any) -> None:
 
 def test_registry_returns_the_github_mapper() -> None:
     assert isinstance(mapper_for("github"), GitHubMapper)
+
+
+def _example(event_type: str, index: int = 0) -> dict[str, Any]:
+    try:
+        examples = [payload for name, payload in load_examples() if name == event_type]
+    except FileNotFoundError:
+        pytest.skip(SETUP_HINT)
+    return copy.deepcopy(examples[index])
+
+
+@pytest.mark.parametrize(
+    ("event_type", "said"),
+    [
+        # What an agent asks about and the payload says, though not under the event's own name.
+        ("code_scanning_alert", ["tool Rubocop", "rule Style/FrozenStringLiteralComment", "frozen_string"]),
+        ("dependabot_alert", ["package ansible", "Insertion of Sensitive Information into Log File"]),
+        ("repository_vulnerability_alert", ["package rack", "CVE-2018-16470", "severity moderate"]),
+        ("deployment", ["to production", "task deploy", "from master"]),
+        ("deployment_status", ["state success", "environment production"]),
+        ("deployment_review", ["environment TST", "reviewers admins", "waits for approval"]),
+        ("status", ["context default", "state success", "commit Initial commit"]),
+        ("page_build", ["status built", "GitHub Pages website"]),
+        ("gollum", ["pages Home", "wiki pages"]),
+        ("merge_group", ["into refs/heads/main", "merge queue"]),
+        ("marketplace_purchase", ["plan Basic Plan", "billed monthly"]),
+        ("member", ["member hacktocat"]),
+    ],
+)
+def test_events_without_a_handler_say_what_their_payload_says(event_type: str, said: list[str]) -> None:
+    mapped = mapper.map(event_type, _example(event_type))
+    assert event_type not in EVENT_TYPES
+    for phrase in said:
+        assert phrase in mapped.text, mapped.text
+
+
+@pytest.mark.parametrize(
+    ("event_type", "when"),
+    [
+        ("code_scanning_alert", datetime(2020, 7, 22, 14, 6, 31, tzinfo=UTC)),
+        ("status", datetime(2019, 5, 15, 15, 20, 55, tzinfo=UTC)),
+        ("page_build", datetime(2019, 5, 15, 15, 20, 40, tzinfo=UTC)),
+        ("deploy_key", datetime(2019, 4, 2, 17, 37, 7, tzinfo=UTC)),
+    ],
+)
+def test_events_without_a_handler_are_dated_by_the_payload(event_type: str, when: datetime) -> None:
+    assert mapper.map(event_type, _example(event_type)).occurred_at == when
+
+
+def test_handled_events_say_what_the_event_means() -> None:
+    fork = mapper.map("fork", _example("fork"))
+    assert "someone copied it to their account" in fork.text
+    assert fork.subject == f"github:{REPO}#forks"
+
+
+def test_subjects_of_unhandled_events_do_not_move() -> None:
+    """The facts enrich the text only: an alert stays in its repository's alert context."""
+    assert mapper.map("dependabot_alert", _example("dependabot_alert")).subject == (
+        "github:octocat/hello-world#dependabot_alert"
+    )
