@@ -244,7 +244,8 @@ async def embedding_texts(
             row = await cur.fetchone()
             if row is not None:
                 title, subject, summary, body = row
-                tail = "\n".join(body.splitlines()[-8:])
+                # The newest eight distinct lines: a context's events often repeat one line.
+                tail = "\n".join(list(dict.fromkeys(reversed(body.splitlines())))[:8][::-1])
                 texts[(tenant, ctx_id)] = f"{title}\n{subject}\n{summary}\n{tail}"
     return texts
 
