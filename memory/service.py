@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import orjson
 import psycopg
 import redis.asyncio as aioredis
@@ -322,12 +323,9 @@ class MemoryService:
         if tier is not None and tier not in ("hot", "warm", "cold"):
             raise InvalidArgument("tier must be hot, warm or cold")
         now = now or datetime.now(UTC)
-        filters = search.Filters(source, since, tier)
-        vector = await self._query_vector(query)
-        async with self._conn() as conn:
-            text_rows = await search.text_candidates(conn, tenant, query, filters)
-            vector_rows = await search.vector_candidates(conn, tenant, vector, filters) if vector else []
-            found_in = await search.origins(conn, tenant, [r["id"] for r in (*text_rows, *vector_rows)])
+        text_rows, vector_rows, found_in = await self._candidates(
+            tenant, query, search.Filters(source, since, tier)
+        )
         hits = search.rank(text_rows, vector_rows, query, now, limit, found_in, self.half_lives)
         likely = [hit.context.id for hit in hits if hit.context.tier == "cold" and hit.score > HIT_THRESHOLD]
         if likely:  # a strong cold hit is probably read next: have its body ready
@@ -336,6 +334,36 @@ class MemoryService:
             except (aioredis.RedisError, HooklineError) as exc:
                 log.warning("prewarm.failed", error=str(exc))
         return hits
+
+    async def _candidates(
+        self, tenant: str, query: str, filters: search.Filters
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, search.Origin]]:
+        """Full-text and vector candidates (with their origins) at once, each on a pooled connection
+        of its own: the full-text query runs while the query is embedded and HNSW is searched."""
+        text: list[dict[str, Any]] = []
+        vector: list[dict[str, Any]] = []
+        found_in: dict[str, search.Origin] = {}
+
+        async def by_text() -> None:
+            async with self._conn() as conn:
+                text.extend(await search.text_candidates(conn, tenant, query, filters))
+                found_in.update(await search.origins(conn, tenant, [row["id"] for row in text]))
+
+        async def by_vector() -> None:
+            query_vector = await self._query_vector(query)
+            if query_vector:
+                async with self._conn() as conn:
+                    vector.extend(await search.vector_candidates(conn, tenant, query_vector, filters))
+                    found_in.update(await search.origins(conn, tenant, [row["id"] for row in vector]))
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(by_text, name="search-text")
+                await by_vector()
+        except BaseExceptionGroup as group:
+            # The error itself (StoreUnavailable, ConfigError), as a sequential search raised it.
+            raise group.exceptions[0] from None
+        return text, vector, found_in
 
     async def _query_vector(self, query: str) -> list[float] | None:
         embedder = self.rt.embedder

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from memory import search
 from memory.errors import InvalidArgument, NotFound
 from memory.runtime import Runtime
 from memory.service import MemoryService
@@ -145,3 +146,36 @@ async def test_nul_characters_in_payload_text_are_stored_safely(rt: Runtime, ten
     assert await service.apply_events([make_event(tenant, "issues", payload, "gh:nul")]) == []
     hits = await service.search_context(tenant, "title", limit=5)
     assert len(hits) == 1 and "\x00" not in hits[0].context.title
+
+
+async def test_full_text_candidates_of_a_query_of_stop_words_are_the_newest(rt: Runtime, tenant: str) -> None:
+    service = MemoryService(rt)
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    events = [
+        make_event(tenant, "issues", load_fixture("issues_opened"), "gh:i", received_at=base),
+        make_event(tenant, "push", load_fixture("push"), "gh:p", received_at=base + timedelta(hours=1)),
+    ]
+    await service.apply_events(events)
+    async with rt.db.connection() as conn:
+        newest = await search.text_candidates(conn, tenant, "", search.Filters())
+        assert len(newest) == 2 and newest[0]["updated_at"] >= newest[1]["updated_at"]
+        for query in ("the", "what is it?", "?"):
+            rows = await search.text_candidates(conn, tenant, query, search.Filters())
+            assert [(r["id"], r["rank"]) for r in rows] == [(r["id"], 0) for r in newest], query
+
+
+async def test_full_text_candidates_are_ranked_matches_with_their_columns(rt: Runtime, tenant: str) -> None:
+    service = MemoryService(rt)
+    push = make_event(tenant, "push", load_fixture("push"), "gh:p")
+    await service.apply_events([*_pr_events(tenant), push])
+    async with rt.db.connection() as conn:
+        sql = "SELECT title FROM contexts WHERE tenant = %s AND kind = 'pull_request'"
+        row = await (await conn.execute(sql, (tenant,))).fetchone()
+        assert row is not None
+        title = row[0]
+        rows = await search.text_candidates(conn, tenant, title, search.Filters())
+        assert rows and rows[0]["title"] == title and rows[0]["rank"] > 0
+        assert [r["rank"] for r in rows] == sorted((r["rank"] for r in rows), reverse=True)
+        assert {"body", "summary", "pinned", "access_count"} <= set(rows[0])
+        assert await search.text_candidates(conn, tenant, title, search.Filters(source="other")) == []
+        assert await search.text_candidates(conn, "other", title, search.Filters()) == []
