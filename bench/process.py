@@ -7,10 +7,13 @@ and end-to-end latency from POST to a context readable over MCP, at a steady rat
 2. recovery: the same backlog, one worker process, ``kill -9`` once a tenth is applied and a batch
    is in hand, an immediate restart; timed until the dead worker's in-flight entries are done and
    until the whole backlog is drained. Then the exactly-once check (ledger = events = hot tier = N).
-3. latency: an api process and a worker process; signed deliveries at a steady rate over raw
-   HTTP/1.1 keep-alive connections; every k-th delivery opens a fresh issue, and its latency is
-   from the POST until MCP ``get_context`` over streamable HTTP returns the event (the poll is
-   triggered by the context-update pub/sub message, so the server is not flooded with polls).
+3. latency: an api process and a worker process (the layout to deploy for latency); signed
+   deliveries at a steady rate over raw HTTP/1.1 keep-alive connections; every k-th delivery opens
+   a fresh issue, and its latency is from the POST until MCP ``get_context`` over streamable HTTP
+   returns the event (the poll is triggered by the context-update pub/sub message, so the server is
+   not flooded with polls), split at that message (the worker's part). Run first without an
+   embedder (the baseline: nothing but the pipeline competes for the cores), then with
+   ``--embedder``; each reports the CPU each process took and how long the backlog took to drain.
 
 Stores: an embedded Redis (AOF on, unix socket) and an embedded PostgreSQL (pgvector) in a temp dir,
 fresh for every phase; or ``--redis-url`` (its database is flushed before every phase, so not db 14
@@ -106,7 +109,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(work: Path, phase: str, args: argparse.Namespace) -> Iterator[Stack]:
+def stack(work: Path, phase: str, args: argparse.Namespace, embedder: str | None = None) -> Iterator[Stack]:
     """Fresh stores for one phase: an embedded PostgreSQL, and an embedded Redis (or an emptied one)."""
     root = work / phase
     root.mkdir()
@@ -121,7 +124,7 @@ def stack(work: Path, phase: str, args: argparse.Namespace) -> Iterator[Stack]:
     try:
         url = postgres.acquire()
         run_migrations(url)
-        yield Stack(root, redis_url, url, args.embedder)
+        yield Stack(root, redis_url, url, args.embedder if embedder is None else embedder)
     finally:
         postgres.release()
         if not args.redis_url:
@@ -464,36 +467,64 @@ def request(source: str, secret: str, delivery: str, body: bytes) -> bytes:
 class Latency:
     posts: list[float] = field(default_factory=list)  # POST answer times (s)
     visible: list[float] = field(default_factory=list)  # POST start -> event in MCP get_context (s)
+    announced: list[float] = field(default_factory=list)  # POST start -> the update that showed it (s)
     codes: dict[int, int] = field(default_factory=dict)
     late_s: float = 0.0  # how far the sender fell behind its schedule at worst
     unseen: int = 0
 
 
-async def latency(work: Path, args: argparse.Namespace, figures: Figures) -> None:
-    with stack(work, "latency", args) as st:
+async def latency(work: Path, args: argparse.Namespace, figures: Figures, embedder: str) -> None:
+    """The recommended layout: one ``api`` process (intake and MCP) and one ``worker`` process (the
+    three groups; ``context`` first, see ingest/worker.py), the embedder in the worker."""
+    what = f"embedder {embedder!r}"
+    with stack(work, f"latency-{embedder.replace('/', '_')}", args, embedder) as st:
         await add_sources(st)
         api = Server("api", "api", st.env(), st.root)
         worker = Server("worker", "worker", st.env(), st.root)
         with running(api, worker):
             await anyio.to_thread.run_sync(api.start)
             await anyio.to_thread.run_sync(worker.start)
+            before = cpu_seconds(api, worker)
             result = await measure(st, api.port, args)
+            used = {name: end - before[name] for name, end in cpu_seconds(api, worker).items()}
             redis = aioredis.Redis.from_url(st.redis_url)
             left = await remaining(redis)
+            caught_up = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await poll(lambda: drained(redis), within=300)
+            catch_up_s = time.monotonic() - caught_up
             await redis.aclose()
     total = int(args.rate * args.seconds)
     sent = sum(result.codes.values())
     answers = dict(sorted(result.codes.items()))
-    figures.add(f"steady {args.rate:,.0f} events/s for {args.seconds:.0f} s", f"{sent:,} sent",
+    figures.add(f"{what}: steady {args.rate:,.0f} events/s for {args.seconds:.0f} s", f"{sent:,} sent",
                 f"(answers {answers}; the sender at worst {result.late_s:.2f} s behind)")  # fmt: skip
-    figures.add("POST answer p50 / p99", f"{pct(result.posts, 50):.1f} / {pct(result.posts, 99):.1f} ms")
+    figures.add(f"{what}: POST answer p50 / p99",
+                f"{pct(result.posts, 50):.1f} / {pct(result.posts, 99):.1f} ms")  # fmt: skip
+    figures.add(f"{what}: POST -> context update published p50 / p99",
+                f"{pct(result.announced, 50):.1f} / {pct(result.announced, 99):.1f} ms",
+                "(the worker's part: stream read, hot tier, pub/sub)")  # fmt: skip
     figures.add(
-        "POST -> readable over MCP get_context p50 / p99",
+        f"{what}: POST -> readable over MCP get_context p50 / p99",
         f"{pct(result.visible, 50):.1f} / {pct(result.visible, 99):.1f} ms",
         f"({len(result.visible)} samples, {result.unseen} not seen within 30 s; max "
         f"{max(result.visible, default=0) * 1000:.0f} ms)",
     )
-    figures.add("backlog right after the run", str(left), f"(of {total:,})")
+    cores = (os.cpu_count() or 1) * args.seconds
+    figures.add(f"{what}: CPU during the run", ", ".join(f"{k} {v:.1f} s" for k, v in used.items()),
+                f"(of {cores:.0f} core-seconds)")  # fmt: skip
+    figures.add(f"{what}: backlog right after the run", str(left),
+                f"(of {total:,}; drained {catch_up_s:.1f} s later, 300 s at most)")  # fmt: skip
+
+
+def cpu_seconds(*servers: Server) -> dict[str, float]:
+    """CPU time (user + system) of each server process and of this one (the load generator)."""
+    used = {"load generator": time.process_time()}
+    tick = os.sysconf("SC_CLK_TCK")
+    for server in servers:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rpartition(")")[2].split()
+        used[server.name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 async def measure(st: Stack, port: int, args: argparse.Namespace) -> Latency:
@@ -526,10 +557,12 @@ async def measure(st: Stack, port: int, args: argparse.Namespace) -> Latency:
                 while True:
                     await waiting[ctx].wait()
                     waiting[ctx] = anyio.Event()
+                    notified = time.monotonic()
                     result = await mcp.call_tool("get_context", {"id": ctx})
                     found = cast(dict[str, Any], result.structured_content or {})
                     if any(e["id"] == event_id for e in found.get("events", [])):
                         out.visible.append(time.monotonic() - started)
+                        out.announced.append(notified - started)
                         break
             if scope.cancelled_caught:
                 out.unseen += 1
@@ -601,8 +634,10 @@ async def run(args: argparse.Namespace) -> Figures:
                 print(f"recovery after kill -9 ({'elsewhere' if elsewhere else 'in place'}) ...", flush=True)
                 await recovery(work, args, figures, elsewhere)
         if "latency" in phases:
-            print(f"latency at {args.rate:,.0f} events/s ...", flush=True)
-            await latency(work, args, figures)
+            # The baseline, in the same run: no embedder, so no embedding competes for the cores.
+            for embedder in dict.fromkeys(("none", args.embedder)):
+                print(f"latency at {args.rate:,.0f} events/s, embedder {embedder!r} ...", flush=True)
+                await latency(work, args, figures, embedder)
     return figures
 
 

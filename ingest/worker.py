@@ -2,6 +2,11 @@
 
 Each turn of the loop: retries that are due, then entries other consumers left stalled
 (XAUTOCLAIM), then — after a start or a failure — this consumer's own pending entries, then new ones.
+Only the read of new entries runs every turn: the heartbeat and XAUTOCLAIM run at most once a second,
+and the retry ZSET is polled every 100 ms while it has nothing due, so that a turn under a steady
+stream is one read, one apply and one ack (the context group's turn is the floor of the end-to-end
+latency). Groups whose work nobody waits on (``index``, ``audit``) linger after a batch that was not
+full, so that they read bigger batches and leave the event loop and the cores to ``context``.
 An entry is acknowledged only once its effect is durable: its group's handler returned (for
 ``context`` the hot tier has it, for ``index`` PostgreSQL, for ``audit`` the ledger), or it was
 written into the retry ZSET, or into the dead-letter stream.
@@ -73,6 +78,18 @@ def audit_handler(ledger: Ledger) -> Handler:
     return record
 
 
+# How long a group waits after a batch that was not full before it reads again (its latency class).
+# ``context`` is what get_context reads, so it never waits; ``index`` (search) and ``audit`` (the
+# ledger) are background work: a short wait makes their batches bigger (one PostgreSQL transaction
+# and one embedding pass per batch), which costs them a fraction of a second of freshness and gives
+# the event loop and the cores to ``context`` under load. A full batch never waits: a backlog drains
+# at full speed.
+LINGER_MS = {keys.CONTEXT_GROUP: 0, keys.INDEX_GROUP: 200, keys.AUDIT_GROUP: 200}
+HOUSEKEEPING_EVERY_S = 1.0  # heartbeat and XAUTOCLAIM; the slot lives 30 s, the heartbeat 120 s
+RETRY_POLL_S = 0.1  # the retry ZSET, while it has nothing due
+DECODE_SLICE = 64  # entries decoded between two yields to the event loop (a few ms of work)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     group: str = keys.CONTEXT_GROUP
@@ -81,6 +98,11 @@ class WorkerConfig:
     claim_idle_ms: int = 15_000  # a batch renews its lease every third of this, so only dead work waits
     max_backoff_s: float = 30.0
     retries: RetryPolicies = field(default_factory=RetryPolicies)
+    linger_ms: int | None = None  # None: the group's LINGER_MS
+
+    @property
+    def linger_s(self) -> float:
+        return (LINGER_MS.get(self.group, 0) if self.linger_ms is None else self.linger_ms) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +133,8 @@ class Worker:
         self._stop_requested = anyio.Event()
         self._own_pending = True  # after a start or a failure, our own unacked entries come first
         self._failures = 0
+        self._next_housekeeping = 0.0  # monotonic times: 0 is "at the first turn"
+        self._next_retry_poll = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, acknowledge it, and return from run()."""
@@ -138,12 +162,21 @@ class Worker:
         log.info("worker.stop", group=self.config.group, consumer=self.name)
 
     async def _turn(self) -> None:
-        await self._heartbeat()
-        due = await self._due_retries()
-        if due:
-            await self._process(due, retrying=True)
-            return
-        entries = await self._reclaim()
+        now = time.monotonic()
+        entries: list[Entry] = []
+        if now >= self._next_housekeeping:
+            await self._heartbeat()
+            entries = await self._reclaim()
+            # Entries turn stealable after claim_idle_ms: look at least five times within that, and
+            # again at once while there is more to take over.
+            every = min(HOUSEKEEPING_EVERY_S, self.config.claim_idle_ms / 5000)
+            self._next_housekeeping = now if entries else now + every
+        if not entries and now >= self._next_retry_poll:
+            entries = await self._due_retries()
+            if entries:  # more may be due: look again next turn
+                await self._process(entries, retrying=True)
+                return
+            self._next_retry_poll = now + RETRY_POLL_S
         if not entries and self._own_pending:
             entries = await self._read("0")
             self._own_pending = bool(entries)
@@ -151,6 +184,10 @@ class Worker:
             entries = await self._read(">", block=self.config.block_ms)
         if entries:
             await self._process(entries, retrying=False)
+        linger = self.config.linger_s
+        if linger and 0 < len(entries) < self.config.batch_size:  # caught up: let a bigger batch gather
+            with anyio.move_on_after(linger):
+                await self._stop_requested.wait()
 
     async def _ensure_groups(self) -> None:
         for stream in self.streams:
@@ -165,6 +202,7 @@ class Worker:
     async def _back_off(self, reason: str) -> None:
         self._failures += 1
         self._own_pending = True
+        self._next_housekeeping = 0.0  # a lost connection may have cost the lease: renew it first
         BATCH_FAILURES.labels(group=self.config.group).inc()
         delay = random.uniform(0, min(self.config.max_backoff_s, 0.1 * 2**self._failures))
         level = log.error if self._failures >= 5 else log.warning  # repeated failures are an alert
@@ -232,7 +270,9 @@ class Worker:
         items: list[_Item] = []
         dead: list[tuple[Entry, str, int]] = []
         paused: list[_Item] = []
-        for entry in entries:
+        for n, entry in enumerate(entries, 1):
+            if n % DECODE_SLICE == 0:  # a big batch of one group must not stall the others' turns
+                await anyio.lowlevel.checkpoint()
             try:
                 event = to_event(decode_envelope(entry[2].get(b"e", b"")), entry[1])
             except CorruptEnvelope as exc:
