@@ -26,7 +26,6 @@ RRF_K = 10  # small k keeps rank gaps larger than the recency/importance nudges 
 MIN_SIMILARITY = 0.15
 RELATIVE_SIMILARITY = 0.6
 TEXT_MATCHES_RANKED = 2000  # full-text ranking cost grows with matches: rank the newest this many
-RECENT_WINDOW = 15_000  # rows looked through for them newest first before the GIN index is asked
 HNSW_EF_SEARCH = 100  # must be at least the candidate count, or HNSW returns fewer (default 40)
 
 _COLUMNS = (
@@ -77,25 +76,10 @@ async def text_candidates(
     (id, updated_at, tsv); the wide columns are read for the ``limit`` rows kept."""
     params: dict[str, Any] = {"tenant": tenant, "query": query, "limit": limit}
     where = filters.sql(params)
-    # The newest matches, found one of two ways, each bounded: within the newest RECENT_WINDOW rows
-    # by the updated_at index (cheap when matches are dense), and only when that finds too few, among
-    # the older rows by the GIN index (cheap because they are then sparse; "+ interval" keeps the
-    # planner off the updated_at order, which walked ~100K rows for a query matching 2%).
     sql = f"""
-        WITH edge AS MATERIALIZED (
-            SELECT coalesce((SELECT updated_at FROM contexts WHERE {where} ORDER BY updated_at DESC
-                             OFFSET {RECENT_WINDOW - 1} LIMIT 1), '-infinity') AS t
-        ), recent AS MATERIALIZED (
+        WITH matched AS (
             SELECT id, updated_at, tsv FROM contexts
-            WHERE {where} AND updated_at >= (SELECT t FROM edge) AND tsv @@ {_OR_QUERY}
-            ORDER BY updated_at DESC LIMIT {TEXT_MATCHES_RANKED}
-        ), older AS (
-            SELECT id, updated_at, tsv FROM contexts
-            WHERE {where} AND updated_at < (SELECT t FROM edge) AND tsv @@ {_OR_QUERY}
-              AND (SELECT count(*) FROM recent) < {TEXT_MATCHES_RANKED}
-            ORDER BY updated_at + interval '0 s' DESC LIMIT {TEXT_MATCHES_RANKED}
-        ), matched AS (
-            SELECT * FROM recent UNION ALL SELECT * FROM older
+            WHERE {where} AND tsv @@ {_OR_QUERY}
             ORDER BY updated_at DESC LIMIT {TEXT_MATCHES_RANKED}
         ), ranked AS (
             SELECT id, updated_at, ts_rank_cd(tsv, {_OR_QUERY}, 32) AS rank FROM matched
