@@ -79,6 +79,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--embedder", default="local", help="HOOKLINE_EMBEDDER of the workers")
     parser.add_argument("--redis-url", default="", help="default: an embedded Redis; a given one is flushed")
     parser.add_argument("--phases", default="throughput,recovery,latency")
+    parser.add_argument(
+        "--layouts", default="two,split",
+        help="latency layouts: two (api + one worker process) and/or split (api, a context worker, an "
+        "index+audit worker whose autogroup is niced to 10)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -132,8 +137,11 @@ def stack(work: Path, phase: str, args: argparse.Namespace, embedder: str | None
 
 
 class Server:
-    def __init__(self, name: str, roles: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, roles: str, env: dict[str, str], log_dir: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.name, self.roles, self.env, self.log = name, roles, env, log_dir / f"{name}.log"
+        self.extra = extra
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +149,7 @@ class Server:
         """Start and wait for /readyz; returns the seconds it took."""
         started = time.monotonic()
         self.port = free_port()
-        argv = [str(BIN / "hookline"), "serve", "--roles", self.roles, "--port", str(self.port)]
+        argv = [str(BIN / "hookline"), "serve", "--roles", self.roles, "--port", str(self.port), *self.extra]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
@@ -473,20 +481,38 @@ class Latency:
     unseen: int = 0
 
 
-async def latency(work: Path, args: argparse.Namespace, figures: Figures, embedder: str) -> None:
-    """The recommended layout: one ``api`` process (intake and MCP) and one ``worker`` process (the
-    three groups; ``context`` first, see ingest/worker.py), the embedder in the worker."""
-    what = f"embedder {embedder!r}"
-    with stack(work, f"latency-{embedder.replace('/', '_')}", args, embedder) as st:
+def nice_autogroup(server: Server, nice: int) -> None:
+    """Lower a process's CPU share: each server runs in its own session, hence its own autogroup,
+    whose weight (not the process's nice value) decides its share against the other sessions."""
+    with contextlib.suppress(OSError):  # no autogroup scheduling here: the layout runs unniced
+        Path(f"/proc/{server.pid}/autogroup").write_text(str(nice))
+
+
+async def latency(work: Path, args: argparse.Namespace, figures: Figures, embedder: str, layout: str) -> None:
+    """``two``: one ``api`` process (intake and MCP) and one ``worker`` process (the three groups;
+    ``context`` first, see ingest/worker.py), the embedder in the worker. ``split``: the ``context``
+    group in a worker process of its own, ``index`` and ``audit`` (the embedder) in another, whose
+    share of the CPU is lowered, so that embedding waits for the hot tier rather than the reverse."""
+    what = f"{layout}, embedder {embedder!r}"
+    with stack(work, f"latency-{layout}-{embedder.replace('/', '_')}", args, embedder) as st:
         await add_sources(st)
         api = Server("api", "api", st.env(), st.root)
-        worker = Server("worker", "worker", st.env(), st.root)
-        with running(api, worker):
+        if layout == "split":
+            workers = [
+                Server("context-worker", "worker", st.env(), st.root, ("--groups", "context")),
+                Server("index-worker", "worker", st.env(), st.root, ("--groups", "index,audit")),
+            ]
+        else:
+            workers = [Server("worker", "worker", st.env(), st.root)]
+        with running(api, *workers):
             await anyio.to_thread.run_sync(api.start)
-            await anyio.to_thread.run_sync(worker.start)
-            before = cpu_seconds(api, worker)
+            for worker in workers:
+                await anyio.to_thread.run_sync(worker.start)
+            if layout == "split":
+                nice_autogroup(workers[-1], 10)
+            before = cpu_seconds(api, *workers)
             result = await measure(st, api.port, args)
-            used = {name: end - before[name] for name, end in cpu_seconds(api, worker).items()}
+            used = {name: end - before[name] for name, end in cpu_seconds(api, *workers).items()}
             redis = aioredis.Redis.from_url(st.redis_url)
             left = await remaining(redis)
             caught_up = time.monotonic()
@@ -635,9 +661,11 @@ async def run(args: argparse.Namespace) -> Figures:
                 await recovery(work, args, figures, elsewhere)
         if "latency" in phases:
             # The baseline, in the same run: no embedder, so no embedding competes for the cores.
-            for embedder in dict.fromkeys(("none", args.embedder)):
-                print(f"latency at {args.rate:,.0f} events/s, embedder {embedder!r} ...", flush=True)
-                await latency(work, args, figures, embedder)
+            for layout in (part.strip() for part in args.layouts.split(",") if part.strip()):
+                for embedder in dict.fromkeys(("none", args.embedder)):
+                    what = f"{layout}, embedder {embedder!r}"
+                    print(f"latency at {args.rate:,.0f} events/s, {what} ...", flush=True)
+                    await latency(work, args, figures, embedder, layout)
     return figures
 
 

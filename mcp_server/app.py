@@ -114,9 +114,15 @@ class _McpWebSocketEndpoint:
 
 
 def create_app(
-    settings: Settings, roles: Sequence[str] = ROLES, workers: int = 1, redact: Redactor | None = None
+    settings: Settings,
+    roles: Sequence[str] = ROLES,
+    workers: int = 1,
+    redact: Redactor | None = None,
+    groups: Sequence[str] = keys.GROUPS,
 ) -> Starlette:
-    """``redact``: the PII hook every event passes; by default ``HOOKLINE_PII_MASK``'s masker."""
+    """``redact``: the PII hook every event passes; by default ``HOOKLINE_PII_MASK``'s masker.
+    ``groups``: the consumer groups the worker role runs here (all three by default; e.g. ``context``
+    in one process and ``index,audit`` in another, so that embedding cannot delay the hot tier)."""
     state = AppState()
     redact = redact or pii.redactor_for(settings)  # a bad HOOKLINE_PII_MASK fails here, at start
 
@@ -139,7 +145,7 @@ def create_app(
                 mcp, tokens, settings.tenant, security=mcp.session_manager.security_settings
             )
             if "worker" in roles:
-                state.workers = await _workers(rt, service, ledger, workers)
+                state.workers = await _workers(rt, service, ledger, workers, groups)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
                 if "api" in roles:  # subscribed before the first session can subscribe
@@ -214,8 +220,10 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_group: int) -> list[Worker]:
-    """``per_group`` consumers for each group, each under a stable, leased consumer name."""
+async def _workers(
+    rt: Runtime, service: MemoryService, ledger: Ledger, per_group: int, groups: Sequence[str]
+) -> list[Worker]:
+    """``per_group`` consumers for each of ``groups``, each under a stable, leased consumer name."""
     settings = rt.settings
     handlers = {
         CONTEXT_GROUP: context_handler(service),
@@ -227,6 +235,8 @@ async def _workers(rt: Runtime, service: MemoryService, ledger: Ledger, per_grou
     )
     workers: list[Worker] = []
     for group, handler in handlers.items():
+        if group not in groups:
+            continue
         taken: set[str] = set()
         for _ in range(per_group):
             name = await consumers.acquire_name(rt.redis, group, settings.worker_id, taken)

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         "--roles", default="api,worker,lifecycle", help="comma-separated subset of: api,worker,lifecycle"
     )
     serve.add_argument("--workers", type=int, default=1, help="consumers per worker process")
+    serve.add_argument(
+        "--groups", default="context,index,audit",
+        help="consumer groups the worker role runs here (e.g. context here, index,audit elsewhere)",
+    )  # fmt: skip
 
     commands.add_parser("stdio", help="serve MCP over stdin/stdout (for Claude Desktop, Claude Code ...)")
 
@@ -107,6 +111,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from mcp_server.app import ROLES, create_app
+    from memory.keys import GROUPS
 
     settings = settings.with_overrides(host=args.host or settings.host, port=args.port or settings.port)
     validate(settings)
@@ -114,7 +119,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ConfigError(f"--roles takes a subset of {','.join(ROLES)}, got {args.roles!r}")
-    app = create_app(settings, roles, workers=max(1, args.workers))
+    groups = [group.strip() for group in args.groups.split(",") if group.strip()]
+    if set(groups) - set(GROUPS) or not groups:
+        raise ConfigError(f"--groups takes a subset of {','.join(GROUPS)}, got {args.groups!r}")
+    app = create_app(settings, roles, workers=max(1, args.workers), groups=groups)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", access_log=False
     )
