@@ -228,3 +228,33 @@ async def test_retention_deletes_a_context_from_every_tier(rt: Runtime, tenant: 
         await rt.blobs.get(archive)
     left = [k async for k in rt.redis.scan_iter(match=f"hl:{{c:{tenant}:*")]
     assert left == [keys.context_forgotten(tenant, ctx_id).encode()]  # the tombstone alone
+
+
+async def test_a_read_does_not_wait_for_a_row_the_index_holds_locked(rt: Runtime, tenant: str) -> None:
+    """touch() skips a contexts row locked by another transaction (the index group's batch upsert)
+    instead of queueing behind it: the read goes on, that access is not counted."""
+    import anyio
+    import psycopg
+
+    from memory.lifecycle import touch
+
+    service = MemoryService(rt)
+    ctx_id = await _seed(service, tenant, n=1)
+
+    async def accesses() -> int:
+        async with rt.db.connection() as conn:
+            sql = "SELECT access_count FROM contexts WHERE tenant = %s AND id = %s"
+            row = await (await conn.execute(sql, (tenant, ctx_id))).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = await accesses()
+    async with await psycopg.AsyncConnection.connect(rt.database_url) as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM contexts WHERE tenant = %s AND id = %s FOR UPDATE", (tenant, ctx_id)
+        )
+        with anyio.fail_after(5):  # it would wait for the holder's commit otherwise
+            await touch(rt, tenant, [ctx_id])
+        assert await accesses() == before
+    await touch(rt, tenant, [ctx_id])
+    assert await accesses() == before + 1
