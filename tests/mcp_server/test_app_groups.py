@@ -3,6 +3,7 @@ group can live in a process of its own (embedding in another cannot delay the ho
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx2
@@ -10,6 +11,7 @@ import pytest
 
 from memory.runtime import Runtime
 from tests.conftest import make_settings
+from tests.e2e.serve_process import HOOKLINE, hookline_env
 from tests.helpers import serve_app, wait_until
 
 
@@ -33,8 +35,8 @@ async def test_a_worker_process_runs_only_its_groups(
     assert running == expected, checks
 
 
-def test_the_cli_refuses_an_unknown_group(capsys: pytest.CaptureFixture[str]) -> None:
-    from mcp_server.cli import main
-
-    assert main(["serve", "--roles", "worker", "--groups", "context,embeddings"]) == 2
-    assert "--groups takes a subset of context,index,audit" in capsys.readouterr().err
+def test_the_cli_refuses_an_unknown_group(tmp_path: Path) -> None:
+    # A process of its own: main() configures logging for the process it runs in.
+    argv = [HOOKLINE, "serve", "--roles", "worker", "--groups", "context,embeddings"]
+    done = subprocess.run(argv, env=hookline_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--groups takes a subset of context,index,audit" in done.stderr
