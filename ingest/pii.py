@@ -154,8 +154,10 @@ class Masker:
         return value
 
     def _mask_form(self, body: bytes) -> bytes:
+        """Values decoded, masked, encoded again; the body untouched when nothing was masked."""
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return urlencode([(key, self.mask_text(value)) for key, value in pairs]).encode()
+        masked = [(key, self.mask_text(value)) for key, value in pairs]
+        return body if masked == pairs else urlencode(masked).encode()
 
 
 def _placeholder(kind: str, data: bytes, start: int, end: int) -> bytes | None:

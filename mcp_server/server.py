@@ -213,8 +213,10 @@ def build_mcp(
     rt = service.rt
     stream_producer = acceptor.producer if acceptor else producer_for(rt)
     hub = updates or UpdateHub(rt.redis)
-    redact = pii.redactor_for(rt.settings)
-    notes = NoteQueue(acceptor or Acceptor(rt.settings, stream_producer, Ledger(rt.db), redact=redact))
+    notes = NoteQueue(
+        acceptor  # stdio and in-process: this server accepts the notes itself, masked the same way
+        or Acceptor(rt.settings, stream_producer, Ledger(rt.db), redact=pii.redactor_for(rt.settings))
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:

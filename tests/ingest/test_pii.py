@@ -107,6 +107,8 @@ def test_form_bodies_are_masked_value_by_value() -> None:
     masked = dict(parse_qsl(Masker(parse_kinds("secrets")).mask(body).decode()))
     assert orjson.loads(masked["payload"]) == {"text": "token [secret:slack_token]", "user": "U1"}
     assert masked["command"] == "/deploy" and masked["text"] == "use [secret:stripe_key]"
+    clean = urlencode({"command": "/deploy", "text": "to staging"}).encode()
+    assert Masker(parse_kinds("secrets")).mask(clean) is clean  # nothing masked: not re-encoded
 
 
 def test_hostile_bodies_do_not_blow_up_the_matcher() -> None:
