@@ -8,7 +8,7 @@ TaskGroup; on shutdown the workers finish and acknowledge their batch before con
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -43,6 +43,7 @@ from memory.forget import forget
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
 from memory.ledger import Ledger
 from memory.lifecycle import Lifecycle
+from memory.reads import ReadLog
 from memory.runtime import Runtime, open_runtime
 from memory.service import MemoryService
 from memory.settings import Settings
@@ -131,6 +132,7 @@ def create_app(
         async with open_runtime(settings) as rt:
             state.runtime = rt
             service = MemoryService(rt)
+            reads = service.reads = ReadLog(rt, service.prewarmer)
             producer = producer_for(rt)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
@@ -150,6 +152,8 @@ def create_app(
                 tasks.start_soon(producer.run, name="stream-producer")
                 if "api" in roles:  # subscribed before the first session can subscribe
                     await tasks.start(updates.run, name="update-hub")
+                reads_done = anyio.Event()
+                tasks.start_soon(_run_then_set, reads.run, reads_done, name="read-follow-ups")
                 done = [anyio.Event() for _ in state.workers]
                 if "worker" in roles:
                     streams = all_streams(settings.partitions)
@@ -167,7 +171,7 @@ def create_app(
                     tasks.start_soon(_run_lifecycle, lifecycle, service, name="lifecycle")
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
-                    tasks.start_soon(_run_worker, worker, finished, name=name)
+                    tasks.start_soon(_run_then_set, worker.run, finished, name=name)
                 try:
                     async with mcp.session_manager.run():
                         _settle_heap()
@@ -176,8 +180,9 @@ def create_app(
                 finally:
                     for worker in state.workers:
                         worker.stop()
+                    reads.close()
                     with anyio.move_on_after(SHUTDOWN_DEADLINE_S):
-                        for finished in done:
+                        for finished in [*done, reads_done]:
                             await finished.wait()
                     tasks.cancel_scope.cancel()
                     for worker in state.workers:
@@ -277,9 +282,9 @@ async def _run_lifecycle(lifecycle: Lifecycle, service: MemoryService) -> None:
         await anyio.sleep(LIFECYCLE_EVERY_S)
 
 
-async def _run_worker(worker: Worker, finished: anyio.Event) -> None:
+async def _run_then_set(run: Callable[[], Awaitable[None]], finished: anyio.Event) -> None:
     try:
-        await worker.run()
+        await run()
     finally:
         finished.set()
 

@@ -297,17 +297,18 @@ class Lifecycle:
 
 
 async def touch(rt: Runtime, tenant: str, ids: Sequence[str], now: datetime | None = None) -> None:
-    """Record an access (reads keep a context warm longer). Best effort: a row the index group
-    holds locked right now (its batch upsert) is skipped rather than waited for, so a read never
-    waits behind indexing; that access goes uncounted."""
+    """Record accesses, one per id given (an id given twice counts twice): reads keep a context warm
+    longer. Best effort: a row the index group holds locked right now (its batch upsert) is skipped
+    rather than waited for, so a read never waits behind indexing; those accesses go uncounted."""
     sql = """
-        UPDATE contexts SET last_access_at = %s, access_count = access_count + 1
-        WHERE (tenant, id) IN (SELECT tenant, id FROM contexts WHERE tenant = %s AND id = ANY(%s)
-                               FOR UPDATE SKIP LOCKED)
+        UPDATE contexts SET last_access_at = %s, access_count = access_count + reads.n
+        FROM (SELECT id, count(*)::int AS n FROM unnest(%s::text[]) AS id GROUP BY id) AS reads
+        WHERE contexts.id = reads.id AND (contexts.tenant, contexts.id) IN (
+            SELECT tenant, id FROM contexts WHERE tenant = %s AND id = ANY(%s) FOR UPDATE SKIP LOCKED)
     """
     try:
         async with pg_connection(rt.db) as conn:
-            await conn.execute(sql, (now or datetime.now(UTC), tenant, list(ids)))
+            await conn.execute(sql, (now or datetime.now(UTC), list(ids), tenant, list(ids)))
     except (StoreUnavailable, psycopg.Error) as exc:
         log.warning("lifecycle.touch_failed", error=str(exc))
 

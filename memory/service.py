@@ -20,12 +20,13 @@ import structlog
 
 from memory import keys, links, search, tombstones
 from memory.compose import Composition, compose
-from memory.errors import HooklineError, InvalidArgument, NotFound, StoreUnavailable
+from memory.errors import InvalidArgument, NotFound, StoreUnavailable
 from memory.ids import context_id, head_key
-from memory.lifecycle import Lifecycle, touch
+from memory.lifecycle import Lifecycle
 from memory.mappers.base import MappingError, mapper_for
 from memory.models import Context, ContextEvent, Event, MappedEvent, RecentEvent, SearchHit
 from memory.prewarm import HIT_THRESHOLD, Prewarmer
+from memory.reads import Read, ReadLog, follow_up
 from memory.runtime import Runtime, is_cluster, pg_connection
 from memory.scoring import HalfLives
 from memory.tiers import index
@@ -62,6 +63,7 @@ class MemoryService:
         self.hot = HotTier(rt.redis)
         self.lifecycle = Lifecycle(rt)
         self.prewarmer = Prewarmer(rt.redis, self.lifecycle)
+        self.reads: ReadLog | None = None  # a server's running ReadLog; else reads are followed up inline
         self._vectors: bool | None = None  # does this PostgreSQL have the embedding column?
         self.half_lives = HalfLives(rt.settings.half_lives)
 
@@ -233,12 +235,7 @@ class MemoryService:
             raise StoreUnavailable(f"cannot read Redis: {exc}") from exc
         if found is None:
             found = await self._from_index(tenant, ctx_id)
-        await touch(self.rt, tenant, [ctx_id])
-        try:
-            await self.prewarmer.observe(tenant, agent, ctx_id, datetime.now(UTC))
-            await self.prewarmer.after_read(tenant, agent, ctx_id)
-        except (aioredis.RedisError, HooklineError) as exc:  # prediction is an optimisation
-            log.warning("prewarm.failed", error=str(exc))
+        await self._follow_up(Read(tenant, (ctx_id,), datetime.now(UTC), agent))
         return found
 
     async def related(self, tenant: str, ctx_id: str) -> list[tuple[str, float]]:
@@ -329,11 +326,15 @@ class MemoryService:
         hits = search.rank(text_rows, vector_rows, query, now, limit, found_in, self.half_lives)
         likely = [hit.context.id for hit in hits if hit.context.tier == "cold" and hit.score > HIT_THRESHOLD]
         if likely:  # a strong cold hit is probably read next: have its body ready
-            try:
-                await self.prewarmer.warm(tenant, likely)
-            except (aioredis.RedisError, HooklineError) as exc:
-                log.warning("prewarm.failed", error=str(exc))
+            await self._follow_up(Read(tenant, tuple(likely), now))
         return hits
+
+    async def _follow_up(self, read: Read) -> None:
+        """The access count and pre-warming a read leaves behind: queued when a ReadLog runs."""
+        if self.reads is not None:
+            self.reads.record(read)
+        else:
+            await follow_up(self.rt, self.prewarmer, [read])
 
     async def _candidates(
         self, tenant: str, query: str, filters: search.Filters
