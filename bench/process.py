@@ -80,9 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="default: an embedded Redis; a given one is flushed")
     parser.add_argument("--phases", default="throughput,recovery,latency")
     parser.add_argument(
-        "--layouts", default="two,split",
-        help="latency layouts: two (api + one worker process) and/or split (api, a context worker, an "
-        "index+audit worker whose autogroup is niced to 10)",
+        "--layouts", default="two,split,apart",
+        help="latency layouts: two (api + one worker process), split (api, a context worker, an "
+        "index+audit worker whose autogroup is niced to 10), apart (split with intake and mcp processes)",
     )  # fmt: skip
     return parser.parse_args()
 
@@ -492,27 +492,32 @@ async def latency(work: Path, args: argparse.Namespace, figures: Figures, embedd
     """``two``: one ``api`` process (intake and MCP) and one ``worker`` process (the three groups;
     ``context`` first, see ingest/worker.py), the embedder in the worker. ``split``: the ``context``
     group in a worker process of its own, ``index`` and ``audit`` (the embedder) in another, whose
-    share of the CPU is lowered, so that embedding waits for the hot tier rather than the reverse."""
+    share of the CPU is lowered, so that embedding waits for the hot tier rather than the reverse.
+    ``apart``: as ``split``, with the api's halves apart too: an ``intake`` process takes the POSTs
+    and an ``mcp`` process answers the reads, so that no read queues behind deliveries."""
     what = f"{layout}, embedder {embedder!r}"
     with stack(work, f"latency-{layout}-{embedder.replace('/', '_')}", args, embedder) as st:
         await add_sources(st)
-        api = Server("api", "api", st.env(), st.root)
-        if layout == "split":
+        if layout == "apart":
+            front = [Server("intake", "intake", st.env(), st.root), Server("mcp", "mcp", st.env(), st.root)]
+        else:
+            front = [Server("api", "api", st.env(), st.root)]
+        if layout in ("split", "apart"):
             workers = [
                 Server("context-worker", "worker", st.env(), st.root, ("--groups", "context")),
                 Server("index-worker", "worker", st.env(), st.root, ("--groups", "index,audit")),
             ]
         else:
             workers = [Server("worker", "worker", st.env(), st.root)]
-        with running(api, *workers):
-            await anyio.to_thread.run_sync(api.start)
-            for worker in workers:
-                await anyio.to_thread.run_sync(worker.start)
-            if layout == "split":
+        servers = (*front, *workers)
+        with running(*servers):
+            for server in servers:
+                await anyio.to_thread.run_sync(server.start)
+            if layout in ("split", "apart"):
                 nice_autogroup(workers[-1], 10)
-            before = cpu_seconds(api, *workers)
-            result = await measure(st, api.port, args)
-            used = {name: end - before[name] for name, end in cpu_seconds(api, *workers).items()}
+            before = cpu_seconds(st.root, *servers)
+            result = await measure(st, front[0].port, front[-1].port, args)
+            used = {name: end - before[name] for name, end in cpu_seconds(st.root, *servers).items()}
             redis = aioredis.Redis.from_url(st.redis_url)
             left = await remaining(redis)
             caught_up = time.monotonic()
@@ -543,17 +548,43 @@ async def latency(work: Path, args: argparse.Namespace, figures: Figures, embedd
                 f"(of {total:,}; drained {catch_up_s:.1f} s later, 300 s at most)")  # fmt: skip
 
 
-def cpu_seconds(*servers: Server) -> dict[str, float]:
-    """CPU time (user + system) of each server process and of this one (the load generator)."""
+def cpu_seconds(root: Path, *servers: Server) -> dict[str, float]:
+    """CPU time (user + system) of each server process, of this one (the load generator), and of the
+    stores: the embedded Redis and PostgreSQL (its postmaster and every child) of the phase's root."""
     used = {"load generator": time.process_time()}
-    tick = os.sysconf("SC_CLK_TCK")
     for server in servers:
-        fields = Path(f"/proc/{server.pid}/stat").read_text().rpartition(")")[2].split()
-        used[server.name] = (int(fields[11]) + int(fields[12])) / tick
-    return used
+        used[server.name] = _cpu(server.pid)
+    redis, postgres = 0.0, 0.0
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            if str(root) in cmdline and "redis-server" in cmdline:
+                redis += _cpu(int(entry.name))
+    postmasters = {pid for pid in parents if _cmdline_has(pid, f"-D {root}/")}
+    for pid, parent in parents.items():
+        if pid in postmasters or parent in postmasters:
+            with contextlib.suppress(OSError):
+                postgres += _cpu(pid)
+    return used | {"redis": redis, "postgres": postgres}
 
 
-async def measure(st: Stack, port: int, args: argparse.Namespace) -> Latency:
+def _cmdline_has(pid: int, text: str) -> bool:
+    with contextlib.suppress(OSError):
+        return text in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return False
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(st: Stack, port: int, mcp_port: int, args: argparse.Namespace) -> Latency:
+    """Deliveries POSTed to ``port``, read over MCP from ``mcp_port`` (the same process, or not)."""
     out = Latency()
     http = Http(port)
     run = secrets.token_hex(4)
@@ -568,7 +599,7 @@ async def measure(st: Stack, port: int, args: argparse.Namespace) -> Latency:
     mcp_http = httpx2.AsyncClient(timeout=30)
     async with (
         mcp_http,
-        Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=mcp_http)) as mcp,
+        Client(streamable_http_client(f"http://127.0.0.1:{mcp_port}/mcp", http_client=mcp_http)) as mcp,
     ):
 
         async def listen() -> None:

@@ -52,7 +52,17 @@ from memory.tokens import TokenStore
 
 log = structlog.get_logger(__name__)
 
-ROLES = ("api", "worker", "lifecycle")
+ROLES = ("api", "intake", "mcp", "worker", "lifecycle")
+# ``api`` is both halves: webhook intake (POST /hooks) and serving MCP (/mcp, /ws). Apart, a burst of
+# deliveries cannot queue in front of an agent's read, and each half scales and is exposed on its own.
+API_PARTS = ("intake", "mcp")
+
+
+def expand_roles(roles: Sequence[str]) -> set[str]:
+    found = set(roles)
+    return found - {"api"} | set(API_PARTS) if "api" in found else found
+
+
 LIFECYCLE_EVERY_S = 60.0
 SHUTDOWN_DEADLINE_S = 10.0
 
@@ -125,6 +135,7 @@ def create_app(
     ``groups``: the consumer groups the worker role runs here (all three by default; e.g. ``context``
     in one process and ``index,audit`` in another, so that embedding cannot delay the hot tier)."""
     state = AppState()
+    serving = expand_roles(roles)
     redact = redact or pii.redactor_for(settings)  # a bad HOOKLINE_PII_MASK fails here, at start
 
     @asynccontextmanager
@@ -146,27 +157,29 @@ def create_app(
             state.mcp_ws = McpWebSocket(
                 mcp, tokens, settings.tenant, security=mcp.session_manager.security_settings
             )
-            if "worker" in roles:
+            if "worker" in serving:
                 state.workers = await _workers(rt, service, ledger, workers, groups)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
-                if "api" in roles:  # subscribed before the first session can subscribe
-                    await tasks.start(updates.run, name="update-hub")
                 reads_done = anyio.Event()
-                tasks.start_soon(_run_then_set, reads.run, reads_done, name="read-follow-ups")
+                if "mcp" in serving:  # subscribed before the first session can subscribe
+                    await tasks.start(updates.run, name="update-hub")
+                    tasks.start_soon(_run_then_set, reads.run, reads_done, name="read-follow-ups")
+                else:
+                    reads_done.set()
                 done = [anyio.Event() for _ in state.workers]
-                if "worker" in roles:
+                if "worker" in serving:
                     streams = all_streams(settings.partitions)
                     tasks.start_soon(
                         run_maintenance, rt.redis, streams, settings.stream_retention_s, settings.lag_alert,
                         name="stream-maintenance",
                     )  # fmt: skip
-                if "api" in roles:
+                if "intake" in serving:
                     tasks.start_soon(
                         watch_pressure, rt.redis, all_streams(settings.partitions), settings.lag_alert,
                         state.intake.limiter, name="backlog-pressure",
                     )  # fmt: skip
-                if "lifecycle" in roles:
+                if "lifecycle" in serving:
                     lifecycle = Lifecycle(rt, forgetter=partial(forget, rt, decode=envelope.entry_event))
                     tasks.start_soon(_run_lifecycle, lifecycle, service, name="lifecycle")
                 for worker, finished in zip(state.workers, done, strict=True):
@@ -175,7 +188,7 @@ def create_app(
                 try:
                     async with mcp.session_manager.run():
                         _settle_heap()
-                        log.info("serve.ready", host=settings.host, port=settings.port, roles=list(roles))
+                        log.info("serve.ready", host=settings.host, port=settings.port, roles=sorted(serving))
                         yield
                 finally:
                     for worker in state.workers:
@@ -207,8 +220,9 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
     ]
     routes.append(Route("/metrics", metrics, methods=["GET"]))
-    if "api" in roles:
+    if "intake" in serving:
         routes.append(Route("/hooks/{source}", _HooksEndpoint(state), methods=["POST"]))
+    if "mcp" in serving:
         routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
         routes.append(WebSocketRoute("/ws", _McpWebSocketEndpoint(state)))
     return Starlette(routes=routes, lifespan=lifespan)

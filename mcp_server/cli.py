@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1, or HOOKLINE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8765, or HOOKLINE_PORT)")
     serve.add_argument(
-        "--roles", default="api,worker,lifecycle", help="comma-separated subset of: api,worker,lifecycle"
-    )
+        "--roles", default="api,worker,lifecycle",
+        help="comma-separated subset of: api (= intake,mcp), intake, mcp, worker, lifecycle",
+    )  # fmt: skip
     serve.add_argument("--workers", type=int, default=1, help="consumers per worker process")
     serve.add_argument(
         "--groups", default="context,index,audit",

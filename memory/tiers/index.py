@@ -5,6 +5,7 @@ Every context has a row here whatever its tier, so search never has to look in R
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,45 +42,60 @@ class IndexWrite:
     labels: tuple[str, ...]
 
 
-_INSERT_EVENT = """
+# The batch's events in one statement; the ones new here come back (a redelivered one is skipped).
+_INSERT_EVENTS = """
 INSERT INTO events (tenant, id, context_id, source, event_type, text, received_at, occurred_at, stream_id)
-VALUES (%(tenant)s, %(event_id)s, %(context_id)s, %(source)s, %(event_type)s, %(text)s,
-        %(received_at)s, %(occurred_at)s, %(stream_id)s)
+SELECT * FROM unnest(%(tenant)s::text[], %(event_id)s::text[], %(context_id)s::text[], %(source)s::text[],
+                     %(event_type)s::text[], %(text)s::text[], %(received_at)s::timestamptz[],
+                     %(occurred_at)s::timestamptz[], %(stream_id)s::text[])
 ON CONFLICT (tenant, id) DO NOTHING
+RETURNING tenant, context_id
 """
 
+# The context's newest event lines, and its newest line (the summary unless a model's stands).
+_BODY = f"""coalesce((SELECT string_agg(r.text, E'\\n' ORDER BY r.occurred_at, r.id) FROM (
+           SELECT text, occurred_at, id FROM events e
+           WHERE e.tenant = %(tenant)s AND e.context_id = %(context_id)s
+           ORDER BY occurred_at DESC, id DESC LIMIT {BODY_EVENTS}) r), '')"""
+_NEWEST = """coalesce((SELECT text FROM events e WHERE e.tenant = %(tenant)s AND e.context_id = %(context_id)s
+                 ORDER BY occurred_at DESC, id DESC LIMIT 1), '')"""
+
+# An existing row is updated, and only a missing one inserted: an INSERT ... ON CONFLICT would compute
+# the proposed row's tsvector (every body line) before finding the conflict, which doubled the cost.
+# The count grows by the events new in this batch (the advisory lock keeps the two in step).
 _UPSERT_CONTEXT = f"""
-INSERT INTO contexts AS c (tenant, id, source, subject, kind, title, state, url, importance, labels,
-                           head_key, created_at, updated_at, event_count, body, summary)
+WITH updated AS (
+    UPDATE contexts AS c SET
+        source = CASE WHEN %(head_key)s > c.head_key THEN %(source)s ELSE c.source END,
+        kind = CASE WHEN %(head_key)s > c.head_key THEN %(kind)s ELSE c.kind END,
+        title = CASE WHEN %(head_key)s > c.head_key THEN %(title)s ELSE c.title END,
+        state = CASE WHEN %(head_key)s > c.head_key THEN %(state)s ELSE c.state END,
+        url = CASE WHEN %(head_key)s > c.head_key THEN %(url)s ELSE c.url END,
+        labels = CASE WHEN %(head_key)s > c.head_key THEN %(labels)s ELSE c.labels END,
+        head_key = greatest(c.head_key, %(head_key)s),
+        importance = greatest(c.importance, %(importance)s),
+        created_at = least(c.created_at, %(created_at)s),
+        updated_at = greatest(c.updated_at, %(updated_at)s),
+        touched_at = now(),
+        event_count = c.event_count + %(added)s,
+        body = {_BODY},
+        -- A model's summary (summary_by set) stands while it covers every event; else the newest line.
+        summary = CASE WHEN c.summary_by IS NOT NULL AND c.summary_events = c.event_count + %(added)s
+                       THEN c.summary ELSE {_NEWEST} END,
+        summary_by = CASE WHEN c.summary_events = c.event_count + %(added)s THEN c.summary_by END,
+        summary_events = CASE WHEN c.summary_events = c.event_count + %(added)s THEN c.summary_events END
+    WHERE c.tenant = %(tenant)s AND c.id = %(context_id)s
+    RETURNING 1
+)
+INSERT INTO contexts (tenant, id, source, subject, kind, title, state, url, importance, labels,
+                      head_key, created_at, updated_at, event_count, body, summary)
 SELECT %(tenant)s, %(context_id)s, %(source)s, %(subject)s, %(kind)s, %(title)s, %(state)s, %(url)s,
        %(importance)s, %(labels)s, %(head_key)s, %(created_at)s, %(updated_at)s,
        (SELECT count(*) FROM events e WHERE e.tenant = %(tenant)s AND e.context_id = %(context_id)s),
-       coalesce((SELECT string_agg(r.text, E'\\n' ORDER BY r.occurred_at, r.id) FROM (
-           SELECT text, occurred_at, id FROM events e
-           WHERE e.tenant = %(tenant)s AND e.context_id = %(context_id)s
-           ORDER BY occurred_at DESC, id DESC LIMIT {BODY_EVENTS}) r), ''),
-       coalesce((SELECT text FROM events e WHERE e.tenant = %(tenant)s AND e.context_id = %(context_id)s
-                 ORDER BY occurred_at DESC, id DESC LIMIT 1), '')
-ON CONFLICT (tenant, id) DO UPDATE SET
-    source = CASE WHEN excluded.head_key > c.head_key THEN excluded.source ELSE c.source END,
-    kind = CASE WHEN excluded.head_key > c.head_key THEN excluded.kind ELSE c.kind END,
-    title = CASE WHEN excluded.head_key > c.head_key THEN excluded.title ELSE c.title END,
-    state = CASE WHEN excluded.head_key > c.head_key THEN excluded.state ELSE c.state END,
-    url = CASE WHEN excluded.head_key > c.head_key THEN excluded.url ELSE c.url END,
-    labels = CASE WHEN excluded.head_key > c.head_key THEN excluded.labels ELSE c.labels END,
-    head_key = greatest(c.head_key, excluded.head_key),
-    importance = greatest(c.importance, excluded.importance),
-    created_at = least(c.created_at, excluded.created_at),
-    updated_at = greatest(c.updated_at, excluded.updated_at),
-    touched_at = now(),
-    event_count = excluded.event_count,
-    body = excluded.body,
-    -- A model's summary (summary_by set) stands while it covers every event; else the newest line.
-    summary = CASE WHEN c.summary_by IS NOT NULL AND c.summary_events = excluded.event_count
-                   THEN c.summary ELSE excluded.summary END,
-    summary_by = CASE WHEN c.summary_events = excluded.event_count THEN c.summary_by END,
-    summary_events = CASE WHEN c.summary_events = excluded.event_count THEN c.summary_events END
+       {_BODY}, {_NEWEST}
+WHERE NOT EXISTS (SELECT 1 FROM updated)
 """
+
 
 _SUMMARY_COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
@@ -111,18 +127,23 @@ def _context_rows(writes: Sequence[IndexWrite]) -> list[dict[str, Any]]:
 
 
 async def upsert(conn: AsyncConnection[Any], writes: Sequence[IndexWrite]) -> None:
-    """Record the events in the ledger and refresh their contexts' rows, in one transaction."""
+    """Record the events in the ledger and refresh their contexts' rows, in one transaction. A
+    context none of whose events is new (a redelivered batch) is left as it is."""
     if not writes:
         return
     contexts = _context_rows(writes)
+    events = [_as_dict(w) for w in writes]
     async with conn.transaction(), conn.cursor() as cur:
         # Two workers refreshing one context's body must not interleave.
         await cur.executemany(
             "SELECT pg_advisory_xact_lock(hashtextextended(%(tenant)s || '/' || %(context_id)s, 0))",
             contexts,
         )
-        await cur.executemany(_INSERT_EVENT, [_as_dict(w) for w in writes])
-        await cur.executemany(_UPSERT_CONTEXT, contexts)
+        await cur.execute(_INSERT_EVENTS, {name: [e[name] for e in events] for name in events[0]})
+        added = Counter((str(tenant), str(ctx_id)) for tenant, ctx_id in await cur.fetchall())
+        for row in contexts:
+            row["added"] = added[(row["tenant"], row["context_id"])]
+        await cur.executemany(_UPSERT_CONTEXT, [row for row in contexts if row["added"]])
 
 
 def _as_dict(write: IndexWrite) -> dict[str, Any]:
