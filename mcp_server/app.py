@@ -49,6 +49,7 @@ from memory.service import MemoryService
 from memory.settings import Settings
 from memory.sources import SourceStore
 from memory.tokens import TokenStore
+from memory.vectors import VectorRefresher
 
 log = structlog.get_logger(__name__)
 
@@ -159,6 +160,8 @@ def create_app(
             )
             if "worker" in serving:
                 state.workers = await _workers(rt, service, ledger, workers, groups)
+            if "worker" in serving and INDEX_GROUP in groups and rt.embedder is not None:
+                service.vectors = VectorRefresher(service.refresh_embeddings)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
                 reads_done = anyio.Event()
@@ -182,6 +185,8 @@ def create_app(
                 if "lifecycle" in serving:
                     lifecycle = Lifecycle(rt, forgetter=partial(forget, rt, decode=envelope.entry_event))
                     tasks.start_soon(_run_lifecycle, lifecycle, service, name="lifecycle")
+                if service.vectors is not None:
+                    tasks.start_soon(service.vectors.run, name="embeddings")
                 for worker, finished in zip(state.workers, done, strict=True):
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_then_set, worker.run, finished, name=name)

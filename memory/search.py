@@ -225,7 +225,9 @@ def rank(
     """Fuse, score and order the candidates; ``found_in`` (from ``origins``) picks each context's
     half-life, else its source name stands for the provider."""
     found_in, half_lives = found_in or {}, half_lives or HalfLives()
-    rows = {row["id"]: row for row in vector_rows} | {row["id"]: row for row in text_rows}
+    rows = {row["id"]: row for row in vector_rows}
+    for row in text_rows:  # found by both: the breakdown shows its text rank and its similarity
+        rows[row["id"]] = rows.get(row["id"], {}) | row
     rankings = [
         [(row["id"], float(row["rank"])) for row in text_rows if row["rank"] > 0 or not query.strip()]
     ]

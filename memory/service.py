@@ -31,6 +31,7 @@ from memory.runtime import Runtime, is_cluster, pg_connection
 from memory.scoring import HalfLives
 from memory.tiers import index
 from memory.tiers.hot import HotTier, HotWrite
+from memory.vectors import VectorRefresher
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,7 @@ class MemoryService:
         self.lifecycle = Lifecycle(rt)
         self.prewarmer = Prewarmer(rt.redis, self.lifecycle)
         self.reads: ReadLog | None = None  # a server's running ReadLog; else reads are followed up inline
+        self.vectors: VectorRefresher | None = None  # a worker's running refresher; else embedded inline
         self._vectors: bool | None = None  # does this PostgreSQL have the embedding column?
         self.half_lives = HalfLives(rt.settings.half_lives)
 
@@ -110,7 +112,10 @@ class MemoryService:
         plans = [p for p in plans if (p[0].tenant, p[0].context_id, p[0].event.received_at) not in gone]
         async with self._conn() as conn:
             await index.upsert(conn, [row for _, row in plans])
-            await self._embed(conn, sorted({(row.tenant, row.context_id) for _, row in plans}))
+            if self.vectors is None:
+                await self._embed(conn, sorted({(row.tenant, row.context_id) for _, row in plans}))
+        if self.vectors is not None and plans:
+            self.vectors.wake()
         return rejected
 
     async def _embed(self, conn: psycopg.AsyncConnection[Any], contexts: Sequence[tuple[str, str]]) -> None:
@@ -133,7 +138,8 @@ class MemoryService:
         await links.link_near_duplicates(conn, due)
 
     async def refresh_embeddings(self, limit: int = 200) -> int:
-        """Re-embed contexts that changed since their embedding (the lifecycle pass calls this)."""
+        """Embed contexts that are due: never embedded, or changed since (a worker's refresher and
+        the lifecycle pass call this); returns how many."""
         async with self._conn() as conn:
             if self._vectors is None:
                 self._vectors = await search.has_vectors(conn)

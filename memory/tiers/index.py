@@ -280,14 +280,15 @@ async def store_embeddings(conn: AsyncConnection[Any], rows: Sequence[tuple[tupl
 
 
 async def stale_embeddings(conn: AsyncConnection[Any], limit: int) -> list[tuple[str, str]]:
-    """Contexts changed since their embedding was made (and not re-embedded in the last minute)."""
+    """Contexts due for an embedding: never embedded first, then those changed since their embedding
+    (and not re-embedded in the last minute), oldest change first."""
     rows = await (
         await conn.execute(
             f"""
             SELECT tenant, id FROM contexts
-            WHERE embedded_at IS NOT NULL AND embedded_at < touched_at
-              AND embedded_at < now() - interval '{EMBED_EVERY_S} seconds'
-            ORDER BY touched_at LIMIT %s
+            WHERE (embedded_at IS NULL OR embedded_at < touched_at)
+              AND (embedded_at IS NULL OR embedded_at < now() - interval '{EMBED_EVERY_S} seconds')
+            ORDER BY embedded_at IS NOT NULL, touched_at LIMIT %s
             """,
             (limit,),
         )
