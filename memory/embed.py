@@ -23,10 +23,14 @@ The runtime owns one embedder per process (``aclose`` on shutdown) and may wrap 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import importlib.resources
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -51,8 +55,9 @@ class Embedder(Protocol):
     dim: int
     name: str
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One L2-normalised vector of ``dim`` floats per text, in order."""
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
+        """One L2-normalised vector of ``dim`` floats per text, in order. ``background``: nobody
+        waits for these (the embeddings task), so they may give way to work somebody waits for."""
         ...
 
     async def aclose(self) -> None: ...
@@ -100,14 +105,22 @@ class LocalEmbedder:
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
+        # Background batches run on a thread of their own, at a lower priority (``_lower_priority``),
+        # beside the foreground one: a query is never queued behind a 32-text batch.
+        self._background = ThreadPoolExecutor(1, "embed-background", initializer=_lower_priority)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
         if not texts:
             return []
-        vectors = await anyio.to_thread.run_sync(self._embed_sync, list(texts), limiter=self._limiter)
+        if background:
+            loop = asyncio.get_running_loop()
+            vectors = await loop.run_in_executor(self._background, self._embed_sync, list(texts))
+        else:
+            vectors = await anyio.to_thread.run_sync(self._embed_sync, list(texts), limiter=self._limiter)
         return _as_lists(vectors)
 
     async def aclose(self) -> None:
+        self._background.shutdown(wait=False)
         self._loaded = None  # the session frees its memory when the last reference goes
 
     def _load(self) -> _Loaded:
@@ -142,6 +155,19 @@ class LocalEmbedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return _normalise(pooled)
+
+
+# Background embedding gives way: its thread raises its own nice value (Linux lets a thread do that
+# for itself), so within its process the event loop - the ``context`` group, where one worker runs
+# every group - and everything else on the machine come first.
+BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: run as is
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
 
 
 def _load_model(threads: int, max_length: int, dim: int) -> _Loaded:
@@ -210,7 +236,7 @@ class HttpEmbedder:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx2.AsyncClient(headers=headers, timeout=timeout_s, trust_env=False)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
             vectors.extend(await self._post(list(texts[start : start + self._batch_size])))
@@ -253,7 +279,7 @@ class DisabledEmbedder:
         self.dim = 0
         self.name = "none"
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
         raise ConfigError("embeddings are turned off (HOOKLINE_EMBEDDER=none)")
 
     async def aclose(self) -> None:
@@ -282,7 +308,7 @@ class CachedEmbedder:
         digest = hashlib.sha256(f"{self.name}\x00{text}".encode()).hexdigest()
         return keys.embedding_cache(self.name, digest)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
         if not texts:
             return []
         cache_keys = [self.key(text) for text in texts]
@@ -292,7 +318,7 @@ class CachedEmbedder:
         ]
         missing = list(dict.fromkeys(text for text, vec in zip(texts, vectors, strict=True) if vec is None))
         if missing:
-            fresh = dict(zip(missing, await self._inner.embed(missing), strict=True))
+            fresh = dict(zip(missing, await self._inner.embed(missing, background=background), strict=True))
             await self._write({self.key(text): vec for text, vec in fresh.items()})
             vectors = [fresh[text] if vec is None else vec for text, vec in zip(texts, vectors, strict=True)]
         return cast(list[list[float]], vectors)

@@ -131,7 +131,7 @@ class MemoryService:
         due = sorted(texts)
         if not due:
             return
-        vectors = await embedder.embed([texts[c] for c in due])
+        vectors = await embedder.embed([texts[c] for c in due], background=True)
         await index.store_embeddings(
             conn, [(c, search.to_pgvector(v)) for c, v in zip(due, vectors, strict=True)]
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from memory import keys
+from memory import embed, keys
 from memory.embed import (
     CachedEmbedder,
     DisabledEmbedder,
@@ -95,6 +97,23 @@ async def test_concurrent_callers_get_their_own_vectors(local: LocalEmbedder) ->
         assert np.allclose(results[i], vectors, atol=1e-5)
 
 
+async def test_background_batches_give_the_same_vectors_on_a_thread_that_gives_way(
+    local: LocalEmbedder,
+) -> None:
+    texts = ["deploy to production failed", "invoice paid", "PR merged into main"]
+    background = await local.embed(texts, background=True)
+    assert np.allclose(background, await local.embed(texts), atol=1e-5)
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(local._background, niceness) == embed.BACKGROUND_NICE
+    assert (
+        await anyio.to_thread.run_sync(niceness) < embed.BACKGROUND_NICE
+    )  # foreground threads: as they were
+
+
 async def test_empty_input_gives_no_vectors(local: LocalEmbedder) -> None:
     assert await local.embed([]) == []
 
@@ -118,9 +137,9 @@ class Counting:
         self.inner = inner
         self.calls: list[list[str]] = []
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
         self.calls.append(list(texts))
-        return await self.inner.embed(texts)
+        return await self.inner.embed(texts, background=background)
 
     async def aclose(self) -> None:
         self.calls.append(["<closed>"])

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from memory.runtime import Runtime, open_runtime
+from memory.runtime import Runtime
 from memory.service import MemoryService
-from tests.conftest import make_settings
 from tests.fixtures.github_examples import load_fixture
-from tests.helpers import flush_redis, make_event
-
-
-@pytest.fixture
-async def vrt(tmp_root: Path, machine_redis_url: str, embedded_database_url: str) -> AsyncIterator[Runtime]:
-    settings = make_settings(tmp_root, machine_redis_url, embedded_database_url)
-    async with open_runtime(settings, migrate=False) as runtime:
-        await flush_redis(runtime.redis)
-        async with runtime.db.connection() as conn:
-            await conn.execute("TRUNCATE events, contexts, ledger, rollups, context_links")
-        yield runtime
+from tests.helpers import make_event
 
 
 def _issue(number: int, title: str, body: str) -> dict[str, object]:
