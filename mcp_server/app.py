@@ -144,7 +144,8 @@ def create_app(
         async with open_runtime(settings) as rt:
             state.runtime = rt
             service = MemoryService(rt)
-            reads = service.reads = ReadLog(rt, service.prewarmer)
+            if "mcp" in serving:  # reads are answered first; elsewhere a read follows up inline
+                service.reads = ReadLog(rt, service.prewarmer)
             producer = producer_for(rt)
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
@@ -164,9 +165,11 @@ def create_app(
                 service.vectors = VectorRefresher(service.refresh_embeddings)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(producer.run, name="stream-producer")
-                reads_done = anyio.Event()
                 if "mcp" in serving:  # subscribed before the first session can subscribe
                     await tasks.start(updates.run, name="update-hub")
+                reads = service.reads
+                reads_done = anyio.Event()
+                if reads is not None:
                     tasks.start_soon(_run_then_set, reads.run, reads_done, name="read-follow-ups")
                 else:
                     reads_done.set()
@@ -198,7 +201,8 @@ def create_app(
                 finally:
                     for worker in state.workers:
                         worker.stop()
-                    reads.close()
+                    if reads is not None:
+                        reads.close()
                     with anyio.move_on_after(SHUTDOWN_DEADLINE_S):
                         for finished in [*done, reads_done]:
                             await finished.wait()

@@ -100,7 +100,8 @@ async def _walks(conn: AsyncConnection[Any], where: str, params: dict[str, Any])
 async def text_candidates(
     conn: AsyncConnection[Any], tenant: str, query: str, filters: Filters, limit: int = CANDIDATES
 ) -> list[dict[str, Any]]:
-    """Any query term matches (OR), ranked by ts_rank_cd; newest first for a query without words.
+    """Any query term matches (OR), ranked by ts_rank_cd (among the best ``COVER_DENSITY_RANKED`` by
+    ts_rank); newest first for a query without words.
 
     Only the newest ``TEXT_MATCHES_RANKED`` matches are ranked, reading just what ranking needs
     (id, updated_at, tsv); the wide columns are read for the ``limit`` rows kept. How the newest

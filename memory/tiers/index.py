@@ -42,6 +42,11 @@ class IndexWrite:
     labels: tuple[str, ...]
 
 
+_EVENT_COLUMNS = (
+    "tenant", "event_id", "context_id", "source", "event_type", "text",
+    "received_at", "occurred_at", "stream_id",
+)  # fmt: skip
+
 # The batch's events in one statement; the ones new here come back (a redelivered one is skipped).
 _INSERT_EVENTS = """
 INSERT INTO events (tenant, id, context_id, source, event_type, text, received_at, occurred_at, stream_id)
@@ -132,22 +137,18 @@ async def upsert(conn: AsyncConnection[Any], writes: Sequence[IndexWrite]) -> No
     if not writes:
         return
     contexts = _context_rows(writes)
-    events = [_as_dict(w) for w in writes]
+    columns = {name: [_clean(getattr(w, name)) for w in writes] for name in _EVENT_COLUMNS}
     async with conn.transaction(), conn.cursor() as cur:
         # Two workers refreshing one context's body must not interleave.
         await cur.executemany(
             "SELECT pg_advisory_xact_lock(hashtextextended(%(tenant)s || '/' || %(context_id)s, 0))",
             contexts,
         )
-        await cur.execute(_INSERT_EVENTS, {name: [e[name] for e in events] for name in events[0]})
+        await cur.execute(_INSERT_EVENTS, columns)
         added = Counter((str(tenant), str(ctx_id)) for tenant, ctx_id in await cur.fetchall())
         for row in contexts:
             row["added"] = added[(row["tenant"], row["context_id"])]
         await cur.executemany(_UPSERT_CONTEXT, [row for row in contexts if row["added"]])
-
-
-def _as_dict(write: IndexWrite) -> dict[str, Any]:
-    return {name: _clean(getattr(write, name)) for name in IndexWrite.__slots__}
 
 
 def _clean(value: Any) -> Any:
