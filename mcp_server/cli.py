@@ -7,28 +7,22 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
-import orjson
-from rich.console import Console
-from rich.table import Table
 
-import ingest.providers
-from ingest import pii
 from mcp_server.cli_ops import OPS_COMMANDS, Command
 from mcp_server.cli_ops import add_parsers as add_ops_parsers
+from mcp_server.cli_sources import SOURCE_COMMANDS
+from mcp_server.cli_sources import add_parsers as add_source_parsers
 from mcp_server.cli_tiers import TIER_COMMANDS
 from mcp_server.cli_tiers import add_parsers as add_tier_parsers
+from mcp_server.cli_tokens import TOKEN_COMMANDS
+from mcp_server.cli_tokens import add_parsers as add_token_parsers
 from mcp_server.logs import configure_logging
 from memory.crypto import generate_key
 from memory.errors import ConfigError, HooklineError
-from memory.runtime import Runtime, open_runtime
+from memory.runtime import open_runtime
 from memory.settings import Settings, load_settings, validate
-from memory.sources import SourceStore
-from memory.tokens import TokenStore
-
-PROVIDERS = tuple(sorted(ingest.providers.PROVIDERS))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,34 +46,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("stdio", help="serve MCP over stdin/stdout (for Claude Desktop, Claude Code ...)")
 
-    source = commands.add_parser("source", help="manage webhook sources").add_subparsers(
-        dest="action", required=True
-    )
-    add = source.add_parser("add", help="add or update a source")
-    add.add_argument("name")
-    add.add_argument("--provider", required=True, choices=PROVIDERS)
-    add.add_argument("--secret", action="append", required=True, help="repeat to keep several secrets active")
-    add.add_argument("--tenant", default="default")
-    add.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="provider option")
-    listing = source.add_parser("list", help="list sources")
-    listing.add_argument("--json", action="store_true")
-    remove = source.add_parser("remove", help="remove a source")
-    remove.add_argument("name")
-
-    token = commands.add_parser("token", help="manage MCP bearer tokens").add_subparsers(
-        dest="action", required=True
-    )
-    create = token.add_parser("create", help="create a token; it is printed alone on the last line")
-    create.add_argument("--tenant", default="default")
-    create.add_argument("--name", default="")
-    revoke = token.add_parser("revoke", help="revoke a token")
-    revoke.add_argument("token")
-
     key = commands.add_parser("key", help="encryption keys for archives at rest")
     generate = key.add_subparsers(dest="action", required=True).add_parser(
         "generate", help="print a new key entry for HOOKLINE_ENCRYPTION_KEYS (kid:base64)"
     )
     generate.add_argument("--id", default=None, help="key id (default: k<UTC date and time>)")
+    add_source_parsers(commands)
+    add_token_parsers(commands)
     add_ops_parsers(commands)
     add_tier_parsers(commands)
     return parser
@@ -144,66 +117,9 @@ async def _with_runtime(settings: Settings, command: Command, args: argparse.Nam
         return await command(rt, args)
 
 
-def _options(pairs: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
-        if key == "pii_mask":
-            pii.parse_kinds(value)  # refuse a bad value now, not at the first delivery
-        options[key] = value
-    return options
-
-
-async def _source_add(rt: Runtime, args: argparse.Namespace) -> int:
-    source = await SourceStore(rt.db).add(
-        args.name, args.provider, args.secret, args.tenant, _options(args.option)
-    )
-    print(f"source {source.name!r} ({source.provider}, tenant {source.tenant}): POST /hooks/{source.name}")
-    return 0
-
-
-async def _source_list(rt: Runtime, args: argparse.Namespace) -> int:
-    sources = await SourceStore(rt.db).list()
-    if args.json:
-        rows = [
-            {"name": s.name, "provider": s.provider, "tenant": s.tenant, "secrets": len(s.secrets)}
-            for s in sources
-        ]
-        print(orjson.dumps(rows).decode())
-        return 0
-    table = Table("name", "provider", "tenant", "secrets")
-    for s in sources:
-        table.add_row(s.name, s.provider, s.tenant, str(len(s.secrets)))
-    Console().print(table)
-    return 0
-
-
-async def _source_remove(rt: Runtime, args: argparse.Namespace) -> int:
-    if not await SourceStore(rt.db).remove(args.name):
-        print(f"hookline: no source named {args.name!r}", file=sys.stderr)
-        return 1
-    return 0
-
-
-async def _token_create(rt: Runtime, args: argparse.Namespace) -> int:
-    token = await TokenStore(rt.db).create(args.tenant, args.name)
-    print(f"token for tenant {args.tenant!r} (shown once; only its hash is stored):", file=sys.stderr)
-    print(token)
-    return 0
-
-
-async def _token_revoke(rt: Runtime, args: argparse.Namespace) -> int:
-    return 0 if await TokenStore(rt.db).revoke(args.token) else 1
-
-
 _COMMANDS: dict[tuple[str, str | None], Command] = {
-    ("source", "add"): _source_add,
-    ("source", "list"): _source_list,
-    ("source", "remove"): _source_remove,
-    ("token", "create"): _token_create,
-    ("token", "revoke"): _token_revoke,
+    **SOURCE_COMMANDS,
+    **TOKEN_COMMANDS,
     **OPS_COMMANDS,
     **TIER_COMMANDS,
 }
