@@ -40,8 +40,7 @@ log = structlog.get_logger(__name__)
 
 CONTEXT_URI = "hookline://context/{id}"
 _URI_PREFIX = CONTEXT_URI.removesuffix("{id}")
-_CHANNEL_PREFIX, _CHANNEL_SUFFIX = keys.context_updates("\0").split("\0")
-_PATTERN = keys.context_updates("*")  # "*" is the only glob character in it
+_PATTERN = keys.UPDATES_PATTERN
 MAX_BACKOFF_S = 30.0
 
 Listener = Callable[[ServerEvent], None]
@@ -57,12 +56,6 @@ def context_id_of(uri: str) -> str | None:
         return None
     ctx_id = uri.removeprefix(_URI_PREFIX)
     return ctx_id if ctx_id and "/" not in ctx_id else None
-
-
-def _tenant_of_channel(channel: str) -> str | None:
-    if not (channel.startswith(_CHANNEL_PREFIX) and channel.endswith(_CHANNEL_SUFFIX)):
-        return None
-    return channel[len(_CHANNEL_PREFIX) : len(channel) - len(_CHANNEL_SUFFIX)] or None
 
 
 class TenantBus:
@@ -176,7 +169,7 @@ class UpdateHub:
             await anyio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.1 * 2**failures)))
 
     def _on_message(self, channel: Any, data: Any) -> None:
-        tenant = _tenant_of_channel(_text(channel))
+        tenant = keys.tenant_of_updates(_text(channel))
         ctx_id = _text(data)
         if tenant is not None and ctx_id:
             self.deliver(tenant, ResourceUpdated(context_uri(ctx_id)))

@@ -4,11 +4,17 @@ Keys that one Lua script or transaction touches share a Cluster hash tag (the pa
 - everything about one stream partition — the stream and the dedup window keys of the sources
   that hash to it — is tagged ``{p<n>}``, so the dedup-and-XADD script stays in one slot;
 - everything about one context is tagged ``{c:<tenant>:<context id>}``.
+
+Every function that puts a tenant, source or context id into a key checks it first (``memory.ids``)
+and raises ``InvalidIdentifier`` for anything else: a crafted id can never reach another tenant's
+keys, and nothing is written for an id that fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+from memory.ids import check_context_id, check_source, check_tenant, is_name
 
 ROOT = "hl"
 
@@ -34,22 +40,41 @@ def accepted_counter(partition: int) -> str:
 
 
 def dedup_window(partition: int, tenant: str, source: str, dedup_key: str) -> str:
+    check_tenant(tenant)
+    check_source(source)
     return f"{ROOT}:{{p{partition}}}:dedup:{tenant}:{source}:{dedup_key}"
 
 
 def context(tenant: str, context_id: str) -> str:
     """Hash: the context's head fields (title, state, tier, counters ...)."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{c:{tenant}:{context_id}}}:ctx"
 
 
 def context_events(tenant: str, context_id: str) -> str:
     """Hash: event id → the event as the context keeps it (idempotent by construction)."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{c:{tenant}:{context_id}}}:events"
 
 
 def context_updates(tenant: str) -> str:
     """Pub/sub channel: ids of this tenant's contexts that just changed."""
+    check_tenant(tenant)
     return f"{ROOT}:{{t:{tenant}}}:updates"
+
+
+UPDATES_PATTERN = f"{ROOT}:{{t:*}}:updates"  # every tenant's update channel (PSUBSCRIBE)
+
+
+def tenant_of_updates(channel: str) -> str | None:
+    """The tenant whose update channel this is, or None when it is no such channel."""
+    prefix, suffix = f"{ROOT}:{{t:", "}:updates"
+    if not (channel.startswith(prefix) and channel.endswith(suffix)):
+        return None
+    tenant = channel[len(prefix) : len(channel) - len(suffix)]
+    return tenant if is_name(tenant) else None
 
 
 def counter(name: str) -> str:
@@ -89,11 +114,15 @@ def consumer_slot(group: str, consumer: str) -> str:
 def context_forgotten(tenant: str, context_id: str) -> str:
     """String: when ``forget`` erased this context (ms); events received before it are not applied
     (same slot as the head, so the hot tier's apply script checks it atomically)."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{c:{tenant}:{context_id}}}:forgotten"
 
 
 def context_warm(tenant: str, context_id: str) -> str:
     """String: the warm tier's compressed document of this context (same slot as its head)."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{c:{tenant}:{context_id}}}:warm"
 
 
@@ -102,15 +131,18 @@ def zstd_dictionary(dict_id: int) -> str:
 
 
 def zstd_current_dictionary(source: str) -> str:
+    check_source(source)
     return f"{ROOT}:zdict-current:{source}"
 
 
 def zstd_samples_since_training(source: str) -> str:
+    check_source(source)
     return f"{ROOT}:zdict-samples:{source}"
 
 
 def zstd_sample_pool(source: str) -> str:
     """List: recent context documents of this source, the training set of its next dictionary."""
+    check_source(source)
     return f"{ROOT}:zdict-pool:{source}"
 
 
@@ -124,19 +156,28 @@ def embedding_cache(name: str, digest: str) -> str:
 
 def prewarm_last(tenant: str, agent: str) -> str:
     """String: the context this agent read last (for transition counts)."""
+    check_tenant(tenant)
+    check_source(agent)
     return f"{ROOT}:{{t:{tenant}}}:pw:last:{agent}"
 
 
 def prewarm_transitions(tenant: str, agent: str, context_id: str) -> str:
     """Hash: next context id → how often this agent read it right after ``context_id``."""
+    check_tenant(tenant)
+    check_source(agent)
+    check_context_id(context_id)
     return f"{ROOT}:{{t:{tenant}}}:pw:next:{agent}:{context_id}"
 
 
 def prewarm_hours(tenant: str, context_id: str) -> str:
     """Hash: hour of day (UTC) → reads of this context in that hour."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{t:{tenant}}}:pw:hours:{context_id}"
 
 
 def prewarmed(tenant: str, context_id: str) -> str:
     """String with a TTL: this context was warmed ahead of a predicted read."""
+    check_tenant(tenant)
+    check_context_id(context_id)
     return f"{ROOT}:{{t:{tenant}}}:pw:warmed:{context_id}"
