@@ -17,6 +17,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from memory.errors import ConfigError
+from memory.ids import NAME_RULE, is_name
 
 PREFIX = "HOOKLINE_"
 
@@ -57,6 +58,15 @@ class Settings:
     log_json: bool | None  # None: JSON unless stderr is a TTY
     anthropic_api_key: str | None
     half_lives: tuple[tuple[str, float], ...] = ()  # recency overrides: ("github:workflow_run", 6.0)
+    # Host and Origin values /mcp, /ws and HTML routes accept ("host", "host:*" any port, "*.domain");
+    # empty: with auth off, the bind address and loopback names; with auth on, any.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()  # e.g. "https://console.example.com"; same defaults
+    max_json_depth: int = 128  # deeper webhook bodies are refused (400)
+    # Per token (principal) and tool: (tool, calls, per seconds), e.g. ("forget", 30, 60).
+    tool_rate_limits: tuple[tuple[str, int, int], ...] = ()
+    max_sessions_per_tenant: int = 100  # open MCP sessions (streamable HTTP and /ws) per process
+    auth_failures_per_minute: int = 30  # failed authentications per client address, then 429
 
     @property
     def auth_enabled(self) -> bool:
@@ -124,6 +134,29 @@ def _half_lives(environ: Mapping[str, str]) -> tuple[tuple[str, float], ...]:
     return tuple(pairs.items())
 
 
+DEFAULT_TOOL_RATE_LIMITS = "forget=30/m,remember=120/m,restore=60/m,summarize_context=20/m"
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _tool_rate_limits(environ: Mapping[str, str]) -> tuple[tuple[str, int, int], ...]:
+    """``tool=calls/period`` pairs, comma-separated (period s, m, h or d), over the defaults:
+    ``HOOKLINE_TOOL_RATE_LIMITS=forget=5/m,remember=1000/h``; ``0/m`` turns a tool off."""
+    name = PREFIX + "TOOL_RATE_LIMITS"
+    limits: dict[str, tuple[int, int]] = {}
+    for raw in (DEFAULT_TOOL_RATE_LIMITS, environ.get(name, "")):
+        for entry in filter(None, (part.strip() for part in raw.split(","))):
+            tool, sep, value = (part.strip() for part in entry.partition("="))
+            calls, slash, period = value.partition("/")
+            if not (sep and slash and tool and calls.isdigit() and period in _PERIODS):
+                raise ConfigError(f"{name}: {entry!r} is not tool=calls/period (e.g. forget=30/m)")
+            limits[tool] = (int(calls), _PERIODS[period])
+    return tuple((tool, calls, per) for tool, (calls, per) in sorted(limits.items()))
+
+
+def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in environ.get(PREFIX + name, "").split(",") if part.strip())
+
+
 def _optional(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(PREFIX + name, "").strip()
     return value or None
@@ -136,6 +169,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_tenant_setting(tenant: str) -> None:
+    if not is_name(tenant):
+        raise ConfigError(f"{PREFIX}TENANT must be {NAME_RULE}, got {tenant!r}")
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -177,6 +215,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_json=None if log_json_raw is None else log_json_raw.lower() in ("1", "true", "yes"),
         anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
         half_lives=_half_lives(environ),
+        allowed_hosts=_list(environ, "ALLOWED_HOSTS"),
+        allowed_origins=_list(environ, "ALLOWED_ORIGINS"),
+        max_json_depth=max(1, _int(environ, "MAX_JSON_DEPTH", 128)),
+        tool_rate_limits=_tool_rate_limits(environ),
+        max_sessions_per_tenant=max(1, _int(environ, "MAX_SESSIONS_PER_TENANT", 100)),
+        auth_failures_per_minute=max(1, _int(environ, "AUTH_FAILURES_PER_MINUTE", 30)),
     )
     validate(settings)
     return settings
@@ -184,6 +228,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 def validate(settings: Settings) -> None:
     """Cross-field rules, re-checked whenever the CLI overrides a setting."""
+    check_tenant_setting(settings.tenant)
     if not settings.auth_enabled and not is_loopback(settings.host):
         raise ConfigError(
             f"{PREFIX}AUTH=none is refused when binding to {settings.host}: "
