@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 from ingest.metrics import ALERTS, DLQ_SIZE, GROUP_LAG, GROUP_PENDING, STREAM_TRIMMED
 from ingest.retry import split
 from memory import keys
+from memory.failures import unit_failed
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +154,8 @@ async def run_maintenance(redis: aioredis.Redis, streams: Sequence[str], retenti
             await cleanup_consumers(redis, streams, keys.GROUPS, consumer_idle_ms)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("maintenance.failed", error=str(exc))
+        except Exception as exc:  # the loop's boundary: a bad reply must not end the worker process
+            unit_failed("maintenance", exc)
         await anyio.sleep(every_s)
 
 
@@ -182,4 +185,6 @@ async def watch_pressure(redis: aioredis.Redis, streams: Sequence[str], threshol
             limiter.pressure = pressure_from_backlog(await backlog(redis, streams, keys.GROUPS), threshold)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("pressure.failed", error=str(exc))
+        except Exception as exc:  # the loop's boundary
+            unit_failed("backlog-pressure", exc)
         await anyio.sleep(every_s)

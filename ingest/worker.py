@@ -19,6 +19,12 @@ Failures:
   per source) and dead-lettered after its source's ``max_attempts``, with its error and count;
 - an event can never succeed (undecodable envelope, unmappable payload): dead-lettered at once;
 - a source's circuit breaker is open: its events are rescheduled without using up an attempt.
+
+Whatever an event's handler raises — any exception type, not a list of expected ones — is that
+event's failure (``memory.failures``: logged with its traceback, counted, retried, then
+dead-lettered); only an outage (``failures.OUTAGES``) stops the batch. A turn that fails for any
+other reason is logged and backed off too: no entry, of any shape, ends ``run`` (and with it the
+process's TaskGroup), and none is read first forever after a restart.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import anyio
-import psycopg
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ResponseError
@@ -43,7 +48,8 @@ from ingest.metrics import APPLIED, BATCH_FAILURES, DEAD_LETTERED, RETRIES_SCHED
 from ingest.retry import RetryPolicies, RetryQueue, member, split
 from ingest.stream import all_streams, ensure_group
 from memory import keys
-from memory.errors import CorruptEnvelope, HooklineError, StoreUnavailable
+from memory.errors import CorruptEnvelope, StoreUnavailable
+from memory.failures import OUTAGES, describe, unit_failed
 from memory.ledger import Ledger
 from memory.models import Event
 from memory.runtime import is_cluster
@@ -156,9 +162,14 @@ class Worker:
                 # NOGROUP: Redis lost the group (restart without persistence); UNBLOCKED: the stream
                 # was deleted under a blocking read. Either way: recreate, then carry on.
                 if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
-                    raise
+                    unit_failed(f"worker:{self.config.group}", exc, consumer=self.name)
+                    await self._back_off(describe(exc))
+                    continue
                 log.warning("worker.group_lost", error=str(exc))
                 await self._ensure_groups()
+            except Exception as exc:  # the loop's boundary: a bug in a turn must not end the process
+                unit_failed(f"worker:{self.config.group}", exc, consumer=self.name)
+                await self._back_off(describe(exc))
         log.info("worker.stop", group=self.config.group, consumer=self.name)
 
     async def _turn(self) -> None:
@@ -275,8 +286,10 @@ class Worker:
                 await anyio.lowlevel.checkpoint()
             try:
                 event = to_event(decode_envelope(entry[2].get(b"e", b"")), entry[1])
-            except CorruptEnvelope as exc:
-                dead.append((entry, str(exc), 0))
+            except Exception as exc:  # whatever the bytes are, an entry that cannot be decoded never will
+                if not isinstance(exc, CorruptEnvelope):
+                    unit_failed(f"decode:{self.config.group}", exc, stream=entry[0], entry=entry[1])
+                dead.append((entry, describe(exc), 0))
                 continue
             item = _Item(entry, event)
             (items if self.breakers[event.source].allow() else paused).append(item)
@@ -304,11 +317,17 @@ class Worker:
             return [], []
         try:
             rejected = self._rejections(items, await self.handler([item.event for item in items]))
-        except StoreUnavailable:
+        except OUTAGES:
             raise
-        except (HooklineError, psycopg.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except Exception as exc:  # the event's own failure, whatever its type: isolate, then retry it
             if len(items) == 1:
                 self.breakers[items[0].event.source].record(False)
+                unit_failed(
+                    f"event:{self.config.group}",
+                    exc,
+                    event_id=items[0].event.id,
+                    source=items[0].event.source,
+                )
                 return [], [(items[0], exc)]
         else:
             for item in items:
@@ -331,9 +350,9 @@ class Worker:
         attempts = await self.retries.failed(item.key)
         policy = self.config.retries.for_source(item.event.source)
         log.warning("worker.event_failed", group=self.config.group, event_id=item.event.id, attempts=attempts,
-                    error=f"{type(cause).__name__}: {cause}")  # fmt: skip
+                    error=describe(cause, 500))  # fmt: skip
         if attempts >= policy.max_attempts:
-            dead.append((item.entry, f"{type(cause).__name__}: {cause}", attempts))
+            dead.append((item.entry, describe(cause), attempts))
         else:
             await self._schedule(item, policy.delay(attempts) * 1000)
 

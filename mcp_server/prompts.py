@@ -19,7 +19,10 @@ from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
 from ingest.dlq import DeadLetter, list_dead
+from mcp_server.arguments import iso_time
+from memory import untrusted
 from memory.errors import HooklineError, InvalidArgument, NotFound
+from memory.ids import check_context_id, check_source
 from memory.models import Context, ContextSummary, RecentEvent
 from memory.service import MAX_LIMIT, MemoryService
 
@@ -33,21 +36,6 @@ FAILURE_QUERY = (
     "failure failed failing error errored exception crash timed_out timeout cancelled declined "
     "dispute refused incident outage alert broken"
 )
-
-
-def parse_time(value: str | None, name: str) -> datetime | None:
-    """An ISO-8601 argument with a timezone; ``InvalidArgument`` (naming ``name``) otherwise."""
-    if value is None or value == "":
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidArgument(
-            f"{name} must be an ISO-8601 time such as 2026-11-27T09:00:00Z, got {value!r}"
-        ) from exc
-    if parsed.tzinfo is None:
-        raise InvalidArgument(f"{name} must carry a timezone (e.g. a trailing Z)")
-    return parsed
 
 
 def template(name: str) -> Template:
@@ -68,16 +56,19 @@ def register(mcp: MCPServer[Any], service: MemoryService, tenant: Callable[[], s
         events received in the period, with instructions to summarize them."""
         start = _since(since, SUMMARY_WINDOW)
         who = _tenant(tenant)
+        if source is not None:
+            _checked(check_source, source)
         contexts = await _prompt_call(service.search_context(who, "", MAX_LIMIT, source, start))
         events = await _prompt_call(service.recent_events(who, MAX_LIMIT, source, start))
         scope = f"since {start:%Y-%m-%d %H:%M} UTC" + (f", source {source!r}" if source else "")
         return template("summarize_activity").substitute(
             scope=scope,
             caps=f"at most {MAX_LIMIT} contexts and {MAX_LIMIT} events",
+            notice=untrusted.NOTICE,
             context_count=len(contexts),
-            contexts=_lines(_context_line(hit.context) for hit in contexts),
+            contexts=_fenced(_context_line(hit.context) for hit in contexts),
             event_count=len(events),
-            events=_lines(_event_line(event) for event in events),
+            events=_fenced(_event_line(event) for event in events),
         )
 
     @mcp.prompt(title="Triage failures")
@@ -94,22 +85,23 @@ def register(mcp: MCPServer[Any], service: MemoryService, tenant: Callable[[], s
         dead = await _dead_letters(service.rt.redis, who, start)
         return template("triage_failures").substitute(
             scope=f"since {start:%Y-%m-%d %H:%M} UTC",
+            notice=untrusted.NOTICE,
             context_count=len(hits),
-            contexts=_lines(f"{_context_line(hit.context)} — “{_cut(hit.snippet)}”" for hit in hits),
+            contexts=_fenced(f"{_context_line(hit.context)} — “{_cut(hit.snippet)}”" for hit in hits),
             dead_count=len(dead),
-            dead_letters=_lines(_dead_line(letter) for letter in dead),
+            dead_letters=_fenced(_dead_line(letter) for letter in dead),
         )
 
     @mcp.prompt(title="Investigate a context")
     async def investigate_context(
-        id: Annotated[str, Field(description="A context id, as search_context returns it")],
+        id: Annotated[str, Field(description="A context id, as search_context returns it (ctx_ + 20 hex)")],
     ) -> str:
         """Everything one context holds (head, key fields and its timeline), with instructions to
         explain where it stands and what to do next."""
         try:
-            ctx = await service.get_context(_tenant(tenant), id)
-        except NotFound as exc:
-            raise MCPError(types.INVALID_PARAMS, f"NotFound: {exc}") from exc
+            ctx = await service.get_context(_tenant(tenant), check_context_id(id))
+        except (NotFound, InvalidArgument) as exc:
+            raise MCPError(types.INVALID_PARAMS, f"{type(exc).__name__}: {exc}") from exc
         except HooklineError as exc:
             raise MCPError(types.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}") from exc
         return _investigation(ctx)
@@ -119,25 +111,29 @@ def _investigation(ctx: Context) -> str:
     head = ctx.head
     events = ctx.events[-TIMELINE_EVENTS:]
     skipped = len(ctx.events) - len(events)
-    timeline = _lines(f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.event_type}: {_cut(e.text)}" for e in events)
+    timeline = [f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.event_type}: {_cut(e.text)}" for e in events]
     if skipped:
-        timeline = f"({skipped} older events left out)\n{timeline}"
+        timeline.insert(0, f"({skipped} older events left out)")
+    facts = [
+        f"Title: {_cut(head.title)}",
+        f"Subject: {_cut(head.subject)}",
+        f"State: {head.state or 'unknown'}",
+        f"Labels: {_cut(', '.join(ctx.labels)) or 'none'}",
+        f"Key fields: {_cut(', '.join(f'{k}={v}' for k, v in ctx.fields.items())) or 'none'}",
+        *([f"Link: {_cut(head.url)}"] if head.url else []),
+    ]
     return template("investigate_context").substitute(
-        title=head.title,
         context_id=head.id,
         source=head.source,
-        subject=head.subject,
         kind=head.kind,
-        state=head.state or "unknown",
         importance=f"{head.importance:.2f}",
         tier=head.tier,
         event_count=head.event_count,
         created_at=f"{head.created_at:%Y-%m-%d %H:%M}",
         updated_at=f"{head.updated_at:%Y-%m-%d %H:%M} UTC",
-        url_line=f"\nLink: {head.url}" if head.url else "",
-        labels=", ".join(ctx.labels) or "none",
-        fields=", ".join(f"{k}={v}" for k, v in ctx.fields.items()) or "none",
-        events=timeline,
+        notice=untrusted.NOTICE,
+        facts=untrusted.fence("\n".join(facts)),
+        events=_fenced(timeline),
     )
 
 
@@ -151,9 +147,16 @@ async def _dead_letters(redis: aioredis.Redis, tenant: str, since: datetime) -> 
     return [letter for letter in letters if letter.tenant == tenant and letter.at >= since]
 
 
+def _checked(check: Callable[[str], str], value: str) -> str:
+    try:
+        return check(value)
+    except InvalidArgument as exc:
+        raise MCPError(types.INVALID_PARAMS, f"{type(exc).__name__}: {exc}") from exc
+
+
 def _since(value: str | None, default: timedelta) -> datetime:
     try:
-        parsed = parse_time(value, "since")
+        parsed = iso_time(value, "since")
     except InvalidArgument as exc:
         raise MCPError(types.INVALID_PARAMS, str(exc)) from exc
     return (parsed or datetime.now(UTC) - default).astimezone(UTC)
@@ -195,8 +198,10 @@ def _dead_line(letter: DeadLetter) -> str:
     )
 
 
-def _lines(lines: Iterable[str]) -> str:
-    return "\n".join(lines) or "(none)"
+def _fenced(lines: Iterable[str]) -> str:
+    """Lines of third-party text, fenced as untrusted data ("(none)" stays outside the fence)."""
+    text = "\n".join(lines)
+    return untrusted.fence(text) if text else "(none)"
 
 
 def _cut(text: str) -> str:

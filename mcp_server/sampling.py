@@ -15,16 +15,16 @@ input-required round trip on modern connections, ``sampling/createMessage`` mid-
 # No ``from __future__ import annotations``: the tool's ``Resolve(...)`` annotations name resolvers
 # local to ``register``, which the SDK can evaluate only if the annotations are evaluated at def time.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import mcp_types as types
 from mcp.server.mcpserver import MCPServer, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
 
 from mcp_server import results
+from mcp_server.arguments import ContextId
 from memory.errors import HooklineError
 from memory.service import MemoryService
 from memory.summarize import model_prompt
@@ -54,11 +54,20 @@ def _text_of(result: types.CreateMessageResult) -> str:
     return text if len(text) <= MAX_SUMMARY_CHARS else text[: MAX_SUMMARY_CHARS - 1] + "…"
 
 
-def register(mcp: MCPServer[Any], service: MemoryService, tenant_of: Callable[[], str]) -> None:
-    """Add ``summarize_context``; ``tenant_of`` gives the tenant of the call (from its credential)."""
+def register(
+    mcp: MCPServer[Any],
+    service: MemoryService,
+    tenant_of: Callable[[], str],
+    spend: Callable[[str], Awaitable[None]],
+) -> None:
+    """Add ``summarize_context``; ``tenant_of`` gives the tenant of the call (from its credential),
+    ``spend(tool)`` takes one call from the caller's rate limit (a tool error once it is spent)."""
 
-    async def snapshot(id: str) -> Snapshot:
+    async def snapshot(id: ContextId) -> Snapshot:
         tenant = tenant_of()
+        # Each read of the context (which may restore it from its archive) is one call of the budget:
+        # on 2026-07-28 connections that is each round of the input-required exchange.
+        await spend("summarize_context")
         try:
             ctx = await service.full_context(tenant, id)
         except HooklineError as exc:
@@ -76,13 +85,14 @@ def register(mcp: MCPServer[Any], service: MemoryService, tenant_of: Callable[[]
         )
     )
     async def summarize_context(
-        id: Annotated[str, Field(description="A context id, as returned by search_context")],
+        id: ContextId,
         shown: Annotated[Snapshot, Resolve(snapshot)],
         answer: Annotated[types.CreateMessageResult, Resolve(ask_model)],
     ) -> results.Summarized:
         """Summarize one context with your own model (MCP sampling) and keep the summary in the
         memory, where search results and later readers see it. Needs a client that supports
-        sampling. The summary stands until the context's next event."""
+        sampling. The summary stands until the context's next event. Rate-limited per token; the
+        context's text reaches your model fenced as untrusted data."""
         text = _text_of(answer)
         try:
             kept = await service.keep_summary(shown.tenant, id, text, SUMMARIZER, shown.events)

@@ -32,9 +32,13 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
 from memory import keys
+from memory.errors import InvalidArgument
+from memory.failures import unit_failed
+from memory.ids import is_context_id
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +52,18 @@ Listener = Callable[[ServerEvent], None]
 
 def context_uri(context_id: str) -> str:
     return _URI_PREFIX + context_id
+
+
+MAX_URI_CHARS = 512
+
+
+def check_uri(uri: str) -> str:
+    """A URI one may subscribe to: bounded, and a context URI must name a well-formed context id."""
+    if len(uri) > MAX_URI_CHARS:
+        raise InvalidArgument(f"a resource URI is at most {MAX_URI_CHARS} characters")
+    if uri.startswith(_URI_PREFIX) and not is_context_id(uri.removeprefix(_URI_PREFIX)):
+        raise InvalidArgument("hookline://context/{id} takes a context id: ctx_ followed by 20 hex digits")
+    return uri
 
 
 def context_id_of(uri: str) -> str | None:
@@ -93,6 +109,7 @@ class UpdateHub:
         self._handlers: dict[str, ListenHandler] = {}
         # (tenant, uri) → connection → the session that subscribed on it (legacy clients)
         self._legacy: dict[tuple[str, str], dict[object, ServerSession]] = {}
+        self._per_connection: dict[object, int] = {}  # legacy subscriptions each connection holds
         self._in_flight: set[tuple[object, str]] = set()  # legacy notifications being sent
         self._again: set[tuple[object, str]] = set()  # ... and changed again meanwhile
         self._reader: anyio.Lock | None = None  # made on first use: it belongs to the running loop
@@ -163,6 +180,10 @@ class UpdateHub:
                 self._lost()
                 failures += 1
                 log.warning("updates.reader_failed", error=str(exc), failures=failures)
+            except Exception as exc:  # the reader's boundary: subscribe again rather than end the server
+                self._lost()
+                failures += 1
+                unit_failed("update-hub", exc)
             finally:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -171,7 +192,7 @@ class UpdateHub:
     def _on_message(self, channel: Any, data: Any) -> None:
         tenant = keys.tenant_of_updates(_text(channel))
         ctx_id = _text(data)
-        if tenant is not None and ctx_id:
+        if tenant is not None and is_context_id(ctx_id):
             self.deliver(tenant, ResourceUpdated(context_uri(ctx_id)))
 
     async def announce(self, tenant: str, context_id: str) -> None:
@@ -220,7 +241,15 @@ class UpdateHub:
     # -- legacy resources/subscribe ----------------------------------------------------------
 
     def subscribe_legacy(self, tenant: str, uri: str, session: ServerSession) -> None:
+        """Raises InvalidArgument for a context URI whose id is malformed, or past the per-connection
+        cap (``max_subscriptions``): what a connection may hold here stays bounded."""
+        check_uri(uri)
         connection = _connection_of(session)
+        held = self._per_connection.get(connection, 0)
+        if (tenant, uri) not in self._legacy or connection not in self._legacy[(tenant, uri)]:
+            if held >= self._max_subscriptions:
+                raise InvalidArgument(f"this connection already holds {held} subscriptions (the limit)")
+            self._per_connection[connection] = held + 1
         subscribers = self._legacy.setdefault((tenant, uri), {})
         if connection not in subscribers and not self._subscribed_anywhere(connection):
             exit_stack = getattr(connection, "exit_stack", None)
@@ -229,10 +258,19 @@ class UpdateHub:
         subscribers[connection] = session
 
     def unsubscribe_legacy(self, tenant: str, uri: str, session: ServerSession) -> None:
+        connection = _connection_of(session)
         subscribers = self._legacy.get((tenant, uri), {})
-        subscribers.pop(_connection_of(session), None)
+        if subscribers.pop(connection, None) is not None:
+            self._release(connection)
         if not subscribers:
             self._legacy.pop((tenant, uri), None)
+
+    def _release(self, connection: object) -> None:
+        held = self._per_connection.get(connection, 0) - 1
+        if held > 0:
+            self._per_connection[connection] = held
+        else:
+            self._per_connection.pop(connection, None)
 
     def legacy_count(self) -> int:
         return sum(len(subscribers) for subscribers in self._legacy.values())
@@ -245,6 +283,7 @@ class UpdateHub:
             self._legacy[key].pop(connection, None)
             if not self._legacy[key]:
                 del self._legacy[key]
+        self._per_connection.pop(connection, None)
 
     def _notify_legacy(self, connection: object, session: ServerSession, uri: str) -> None:
         key = (connection, uri)
@@ -276,12 +315,16 @@ class UpdateHub:
         async def listen(
             ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
         ) -> types.SubscriptionsListenResult:
-            return await self.listen_handler(tenant())(ctx, params)
+            who = tenant()
+            uris = params.notifications.resource_subscriptions or []
+            _checked(lambda: [check_uri(uri) for uri in uris])
+            return await self.listen_handler(who)(ctx, params)
 
         async def subscribe(
             ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
         ) -> types.EmptyResult:
-            self.subscribe_legacy(tenant(), str(params.uri), ctx.session)
+            who = tenant()
+            _checked(lambda: self.subscribe_legacy(who, str(params.uri), ctx.session))
             return types.EmptyResult()
 
         async def unsubscribe(
@@ -293,6 +336,14 @@ class UpdateHub:
         server.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequestParams, listen)
         server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
         server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+
+
+def _checked(check: Callable[[], object]) -> None:
+    """Run ``check``; an InvalidArgument becomes the JSON-RPC invalid-params error the client reads."""
+    try:
+        check()
+    except InvalidArgument as exc:
+        raise MCPError(types.INVALID_PARAMS, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _connection_of(session: ServerSession) -> object:

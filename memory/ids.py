@@ -35,6 +35,13 @@ def is_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
+def check_name(value: object, what: str) -> str:
+    """``value`` if it follows the name rule (tenants, sources, agents, tools ...)."""
+    if not is_name(value):
+        raise InvalidIdentifier(f"{what} is {NAME_RULE}; got {_shown(value)}")
+    return value
+
+
 def check_tenant(value: object) -> str:
     """``value`` if it is a valid tenant name; InvalidIdentifier otherwise."""
     if not is_name(value):
@@ -58,6 +65,18 @@ def check_context_id(value: object) -> str:
     if not is_context_id(value):
         raise InvalidIdentifier(
             f"a context id is 'ctx_' followed by 20 lower-case hex digits; got {_shown(value)}"
+        )
+    return value
+
+
+_PRINCIPAL = re.compile(r"tok_[0-9a-f]{16}|local")
+
+
+def check_principal(value: object) -> str:
+    """A principal is a token's public id (``tok_`` + 16 hex digits) or ``local``."""
+    if not (isinstance(value, str) and _PRINCIPAL.fullmatch(value)):
+        raise InvalidIdentifier(
+            f"a principal is 'local' or 'tok_' followed by 16 hex digits; got {_shown(value)}"
         )
     return value
 

@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 from prometheus_client import Counter
 
 from memory.errors import HooklineError
+from memory.failures import OUTAGES, unit_failed
 from memory.lifecycle import touch
 from memory.prewarm import Prewarmer
 from memory.runtime import Runtime
@@ -68,6 +69,8 @@ async def follow_up(rt: Runtime, prewarmer: Prewarmer, reads: list[Read]) -> Non
                 await prewarmer.after_read(read.tenant, read.agent, ctx_id)
         except (aioredis.RedisError, HooklineError) as exc:  # prediction is an optimisation
             log.warning("prewarm.failed", error=str(exc))
+        except Exception as exc:  # one read's pre-warming is a unit: the others go on
+            unit_failed("prewarm", exc, tenant=read.tenant)
 
 
 class ReadLog:
@@ -101,4 +104,9 @@ class ReadLog:
                         reads.append(self._receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await follow_up(self.rt, self.prewarmer, reads)
+                try:
+                    await follow_up(self.rt, self.prewarmer, reads)
+                except OUTAGES as exc:  # feedback is best effort: these reads go uncounted
+                    log.warning("reads.follow_up_failed", error=str(exc), reads=len(reads))
+                except Exception as exc:  # the loop's boundary
+                    unit_failed("read-follow-ups", exc, reads=len(reads))

@@ -34,7 +34,7 @@ HNSW_EF_SEARCH = 100  # must be at least the candidate count, or HNSW returns fe
 
 _COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
-    "created_at, updated_at, body, pinned, access_count, last_access_at"
+    "created_at, updated_at, summary_by, body, pinned, access_count, last_access_at"
 )
 _CONTEXT_COLUMNS = ", ".join(f"contexts.{name.strip()}" for name in _COLUMNS.split(","))
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from anthropic.types import TextBlock
 
+from memory import untrusted
 from memory.errors import ConfigError, StoreUnavailable
 from memory.models import Context
 
@@ -74,15 +75,18 @@ def _facts(ctx: Context) -> dict[str, str]:
 def model_prompt(ctx: Context) -> str:
     """What a language model is asked to summarize (Claude here, the client's model over MCP
     sampling): ``prompts/summarize_context.md`` with the context's newest events."""
-    return template("summarize_context").format(
-        title=ctx.head.title,
-        kind=ctx.head.kind,
-        state=ctx.head.state or "unknown",
-        labels=", ".join(ctx.labels) or "none",
-        events="\n".join(
-            f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.text}" for e in ctx.events[-MAX_EVENTS_IN_PROMPT:]
-        ),
+    facts = "\n".join(
+        [
+            f"Title: {ctx.head.title}",
+            f"Kind: {ctx.head.kind}",
+            f"State: {ctx.head.state or 'unknown'}",
+            f"Labels: {', '.join(ctx.labels) or 'none'}",
+            "",
+            "Events, oldest first:",
+            *(f"- {e.occurred_at:%Y-%m-%d %H:%M} {e.text}" for e in ctx.events[-MAX_EVENTS_IN_PROMPT:]),
+        ]
     )
+    return template("summarize_context").format(notice=untrusted.NOTICE, facts=untrusted.fence(facts))
 
 
 class ExtractiveSummarizer:

@@ -14,12 +14,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
-import psycopg
-import redis.asyncio as aioredis
 import structlog
 from anyio.abc import TaskStatus
 
-from memory.errors import HooklineError
+from memory.failures import OUTAGES, unit_failed
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +40,11 @@ class VectorRefresher:
         while True:
             try:
                 done = await self._refresh(BATCH)
-            except (HooklineError, psycopg.Error, aioredis.RedisError, OSError) as exc:
+            except OUTAGES as exc:  # a store is down: wait, then look again
                 log.warning("embeddings.refresh_failed", error=str(exc))
+                done = 0
+            except Exception as exc:  # the loop's boundary: nothing ends it but cancellation
+                unit_failed("embeddings-loop", exc)
                 done = 0
             if done < BATCH:  # caught up (or failing): wait for a wake or the poll
                 with anyio.move_on_after(POLL_S):

@@ -79,7 +79,8 @@ async def test_recent_events_pages_with_a_cursor(machine_rt: Runtime, tenant: st
 @pytest.mark.parametrize(
     ("tool", "arguments", "needle"),
     [
-        ("get_context", {"id": "ctx_missing"}, "NotFound"),
+        ("get_context", {"id": "ctx_" + "0" * 20}, "NotFound"),
+        ("get_context", {"id": "ctx_missing"}, "pattern"),
         ("search_context", {"query": "x", "since": "yesterday"}, "ISO-8601"),
         ("search_context", {"query": "x", "since": "2026-01-01T00:00:00"}, "timezone"),
         ("search_context", {"query": "x", "limit": 0}, "limit"),
