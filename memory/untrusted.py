@@ -2,16 +2,18 @@
 
 What a webhook, a note or a model wrote — titles, comments, event lines, summaries, snippets — may
 carry instructions meant for the agent that reads it (indirect prompt injection). It never reaches an
-agent or a model unmarked: each block of it goes out between two fence lines that carry a random
-nonce, ``<untrusted-data-3f9c…>`` and ``</untrusted-data-3f9c…>``, after a notice saying that what
-is inside is data. The nonce is new for every answer, so text inside cannot close the fence early: it
-cannot know the nonce, and any fence-like tag it does contain is defused.
+agent or a model unmarked: each block of it goes out between two fence lines that carry a nonce,
+``<untrusted-data-3f9c…>`` and ``</untrusted-data-3f9c…>``, after a notice saying that what is
+inside is data. Text inside cannot close its fence early: any fence-like tag in it is defused (its
+angle brackets become square ones) before it is fenced, and the nonce is a hash of the fenced text,
+which the text cannot contain. The nonce is deterministic on purpose: the same context gives the same
+prompt, which the MCP sampling round trip relies on (it recognises a question it already asked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-import secrets
 
 TAG = "untrusted-data"
 NOTICE = (
@@ -23,18 +25,15 @@ NOTICE = (
 _FENCE_LIKE = re.compile(r"<(/?\s*" + TAG + r"[^>]*)>", re.IGNORECASE)
 
 
-def nonce() -> str:
-    return secrets.token_hex(6)
-
-
 def defuse(text: str) -> str:
     return _FENCE_LIKE.sub(r"[\1]", text)
 
 
-def fence(text: str, tag_nonce: str | None = None) -> str:
+def fence(text: str) -> str:
     """``text`` between fence lines (no notice: see ``with_notice``)."""
-    tag = f"{TAG}-{tag_nonce or nonce()}"
-    return f"<{tag}>\n{defuse(text)}\n</{tag}>"
+    safe = defuse(text)
+    tag = f"{TAG}-{hashlib.blake2b(safe.encode(), digest_size=6).hexdigest()}"
+    return f"<{tag}>\n{safe}\n</{tag}>"
 
 
 def with_notice(text: str) -> str:

@@ -32,7 +32,7 @@ FAST = RetryPolicies(default=RetryPolicy(base_s=0.01, cap_s=0.02, max_attempts=3
 CONFIG = WorkerConfig(batch_size=20, block_ms=50, claim_idle_ms=60_000, max_backoff_s=0.05, retries=FAST)
 
 
-class Unlisted(Exception):  # noqa: N818 - named for what it is: a type no handler lists
+class Unlisted(Exception):
     """An exception type nothing in Hookline names."""
 
 

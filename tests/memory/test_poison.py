@@ -28,7 +28,7 @@ from tests.helpers import make_event, wait_until
 HOUR = timedelta(hours=1)
 
 
-class Unlisted(Exception):  # noqa: N818 - a type nothing in Hookline names
+class Unlisted(Exception):
     pass
 
 
