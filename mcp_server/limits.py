@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from memory import keys
 from memory.errors import HooklineError, StoreUnavailable
 
-# KEYS[1]: the budget; ARGV: emission interval (ms), period (ms). Returns 0 (allowed) or the ms to wait.
+# KEYS[1]: the budget; ARGV: emission interval (ms), period (ms), "spend" or "peek" (look, take nothing).
+# Returns 0 (allowed) or the ms to wait.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,7 +26,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local next_tat = tat + interval
 if next_tat - now > period then return next_tat - now - period end
-redis.call('SET', KEYS[1], next_tat, 'PX', math.max(1, next_tat - now))
+if ARGV[3] == 'spend' then redis.call('SET', KEYS[1], next_tat, 'PX', math.max(1, next_tat - now)) end
 return 0
 """
 
@@ -46,6 +47,13 @@ class ToolLimits:
 
     async def spend(self, tenant: str, principal: str, tool: str) -> None:
         """Take one call of ``tool`` from the principal's budget; RateLimited when it is spent."""
+        await self._take(tenant, principal, tool, "spend")
+
+    async def peek(self, tenant: str, principal: str, tool: str) -> None:
+        """RateLimited if a call of ``tool`` would be refused now; takes nothing."""
+        await self._take(tenant, principal, tool, "peek")
+
+    async def _take(self, tenant: str, principal: str, tool: str, mode: str) -> None:
         limit = self._limits.get(tool)
         if limit is None:
             return
@@ -54,7 +62,7 @@ class ToolLimits:
             raise RateLimited(f"{tool} is turned off on this server (HOOKLINE_TOOL_RATE_LIMITS)", per_s)
         key = keys.tool_rate(tenant, principal, tool)
         try:
-            wait_ms = int(await self._script(keys=[key], args=[per_s * 1000 / calls, per_s * 1000]))
+            wait_ms = int(await self._script(keys=[key], args=[per_s * 1000 / calls, per_s * 1000, mode]))
         except aioredis.RedisError as exc:
             raise StoreUnavailable(f"cannot check the rate limit: {exc}") from exc
         if wait_ms > 0:

@@ -58,16 +58,18 @@ def register(
     mcp: MCPServer[Any],
     service: MemoryService,
     tenant_of: Callable[[], str],
-    spend: Callable[[str], Awaitable[None]],
+    spend: Callable[..., Awaitable[None]],
 ) -> None:
     """Add ``summarize_context``; ``tenant_of`` gives the tenant of the call (from its credential),
-    ``spend(tool)`` takes one call from the caller's rate limit (a tool error once it is spent)."""
+    ``spend(tool, peek=False)`` takes one call from the caller's rate limit (a tool error once it is
+    spent; ``peek`` only looks)."""
 
     async def snapshot(id: ContextId) -> Snapshot:
         tenant = tenant_of()
-        # Each read of the context (which may restore it from its archive) is one call of the budget:
-        # on 2026-07-28 connections that is each round of the input-required exchange.
-        await spend("summarize_context")
+        # A spent budget fails before the context is read or the model asked. The call itself is
+        # charged once, when the summary is kept: this resolver runs again on every round of the
+        # 2026-07-28 input-required exchange, and a round cannot tell the first from a forged later one.
+        await spend("summarize_context", peek=True)
         try:
             ctx = await service.full_context(tenant, id)
         except HooklineError as exc:
@@ -94,6 +96,7 @@ def register(
         sampling. The summary stands until the context's next event. Rate-limited per token; the
         context's text reaches your model fenced as untrusted data."""
         text = _text_of(answer)
+        await spend("summarize_context")
         try:
             kept = await service.keep_summary(shown.tenant, id, text, SUMMARIZER, shown.events)
         except HooklineError as exc:

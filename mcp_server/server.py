@@ -162,9 +162,11 @@ def build_mcp(
     )
     limits = ToolLimits(rt.redis, rt.settings.tool_rate_limits)
 
-    async def spend(tool: str) -> None:
-        """One call of a rate-limited tool, from the calling token's budget (a tool error when spent)."""
-        await _tool_call(limits.spend(_tool_tenant(), current_principal(), tool))
+    async def spend(tool: str, *, peek: bool = False) -> None:
+        """One call of a rate-limited tool, from the calling token's budget (a tool error when spent);
+        ``peek``: only fail if the budget is spent already, taking nothing."""
+        take = limits.peek if peek else limits.spend
+        await _tool_call(take(_tool_tenant(), current_principal(), tool))
 
     hub.install(mcp._lowlevel_server, _subscriber_tenant)  # tenant-scoped listen, legacy subscribe
     prompts.register(mcp, service, current_tenant)
