@@ -22,10 +22,11 @@ from psycopg.rows import dict_row
 
 from memory import keys
 from memory.errors import NotFound, StoreUnavailable
+from memory.failures import OUTAGES, describe, unit_failed
 from memory.metrics import TIER_CONTEXTS, TRANSITIONS, WARM_RATIO
 from memory.models import Context
 from memory.rollups import missing_days, roll_up
-from memory.runtime import Runtime, pg_connection
+from memory.runtime import Runtime, info_of_every_node, pg_connection
 from memory.summarize import ExtractiveSummarizer, make_summarizer
 from memory.tiers import cold, document
 from memory.tiers.hot import HotTier
@@ -50,6 +51,7 @@ class PassReport:
     skipped: int = 0
     dictionaries: list[int] = field(default_factory=list)
     pressure: bool = False
+    failed: list[dict[str, str]] = field(default_factory=list)  # contexts skipped: step, id, error
     rollups: int = 0
     expired: int = 0  # deleted from every tier: idle past HOOKLINE_RETENTION
     raw_bytes: int = 0  # of the contexts demoted to warm in this pass
@@ -62,6 +64,14 @@ class PassReport:
 # Deletes one context from every store (memory.forget.forget, given the envelope decoder by the
 # composition root, since memory cannot import ingest). Without one, retention is not enforced.
 Forgetter = Callable[[str, str], Awaitable[object]]
+
+
+# A context whose step failed waits 15 minutes, doubling with each further failure up to ~16 hours,
+# so that a few poison contexts never hold the head of every pass (where they would starve the rest).
+_BACKED_OFF = (
+    "(lifecycle_failed_at IS NULL OR lifecycle_failed_at < %(now)s "
+    "- make_interval(mins => 15 * power(2, least(lifecycle_failures - 1, 6))::int))"
+)
 
 
 class MadeSummary(NamedTuple):
@@ -89,20 +99,52 @@ class Lifecycle:
         pressure = await self._under_pressure()
         report.pressure = pressure
         for row in await self._candidates("hot", self.rt.settings.hot_ttl_s, now, ignore_idle=pressure):
-            await self._hot_to_warm(row, report)
+            await self._guarded("to_warm", row, now, report, self._hot_to_warm(row, report))
         for row in await self._candidates("warm", self.rt.settings.warm_ttl_s, now, ignore_idle=False):
-            await self._warm_to_cold(row, now, report)
+            await self._guarded("to_cold", row, now, report, self._warm_to_cold(row, now, report))
         if self.forgetter is not None:
             for row in await self._expired(now):
-                await self.forgetter(row["tenant"], row["id"])
-                report.expired += 1
+                if await self._guarded("expire", row, now, report, self.forgetter(row["tenant"], row["id"])):
+                    report.expired += 1
         for day in await missing_days(self.rt, now.date()):
-            report.rollups += await roll_up(self.rt, day)
+            try:
+                report.rollups += await roll_up(self.rt, day)
+            except OUTAGES:
+                raise
+            except Exception as exc:  # one day's roll-ups are a unit too; the next pass tries again
+                unit_failed("rollup", exc, day=day.isoformat())
+                report.failed.append({"step": "rollup", "context_id": "", "error": describe(exc, 300)})
         await self._count_tiers()
         if report.raw_bytes:
             WARM_RATIO.set(report.warm_bytes / report.raw_bytes)
         log.info("lifecycle.pass", **report.as_dict())
         return report
+
+    async def _guarded(
+        self, step: str, row: dict[str, Any], now: datetime, report: PassReport, work: Awaitable[object]
+    ) -> bool:
+        """One context's step, behind its own exception boundary: a context that fails is logged,
+        counted, recorded on its row and skipped (for a while: ``_backed_off``), and the pass goes on.
+        An outage ends the pass instead. True when the step succeeded."""
+        try:
+            await work
+        except OUTAGES:
+            raise
+        except Exception as exc:
+            unit_failed("lifecycle", exc, step=step, tenant=row["tenant"], context_id=row["id"])
+            report.failed.append({"step": step, "context_id": row["id"], "error": describe(exc, 300)})
+            await self._record_failure(row["tenant"], row["id"], now, f"{step}: {describe(exc, 500)}")
+            return False
+        return True
+
+    async def _record_failure(self, tenant: str, ctx_id: str, now: datetime, error: str) -> None:
+        sql = """
+            UPDATE contexts SET lifecycle_failed_at = %s, lifecycle_error = %s,
+                   lifecycle_failures = lifecycle_failures + 1
+            WHERE tenant = %s AND id = %s
+        """
+        async with pg_connection(self.rt.db) as conn:
+            await conn.execute(sql, (now, error.replace("\x00", "\ufffd"), tenant, ctx_id))
 
     async def _count_tiers(self) -> None:
         async with pg_connection(self.rt.db) as conn:
@@ -121,7 +163,7 @@ class Lifecycle:
         sql = f"""
             SELECT tenant, id, source, created_at, updated_at, archive_key, event_count, summary_by,
                    summary_events FROM contexts
-            WHERE tier = %(tier)s AND NOT pinned {idle}
+            WHERE tier = %(tier)s AND NOT pinned {idle} AND {_BACKED_OFF}
             ORDER BY greatest(touched_at, coalesce(last_access_at, touched_at)) LIMIT %(limit)s
         """
         params = {"tier": tier, "now": now, "ttl": ttl_s, "stretch": IMPORTANCE_STRETCH, "limit": BATCH}
@@ -130,10 +172,10 @@ class Lifecycle:
             return list(await cur.fetchall())
 
     async def _expired(self, now: datetime) -> list[dict[str, Any]]:
-        sql = """
+        sql = f"""
             SELECT tenant, id FROM contexts
             WHERE NOT pinned AND greatest(touched_at, coalesce(last_access_at, touched_at))
-                  < %(now)s - make_interval(secs => %(retention)s)
+                  < %(now)s - make_interval(secs => %(retention)s) AND {_BACKED_OFF}
             LIMIT %(limit)s
         """
         params = {"now": now, "retention": self.rt.settings.retention_s, "limit": BATCH}
@@ -142,12 +184,18 @@ class Lifecycle:
             return list(await cur.fetchall())
 
     async def _under_pressure(self) -> bool:
+        """Some node has used more than PRESSURE of its maxmemory. On Cluster each node holds its
+        own share of the contexts and its own limit, so every node is judged: one full node is
+        enough (its writes would fail first)."""
         try:
-            info = await self.rt.redis.info("memory")
+            infos = await info_of_every_node(self.rt.redis, "memory")
         except aioredis.RedisError as exc:
             raise StoreUnavailable(f"cannot read Redis memory info: {exc}") from exc
-        limit = int(info.get("maxmemory", 0))
-        return limit > 0 and int(info.get("used_memory", 0)) > PRESSURE * limit
+        for info in infos:
+            limit = int(info.get("maxmemory", 0))
+            if limit > 0 and int(info.get("used_memory", 0)) > PRESSURE * limit:
+                return True
+        return False
 
     async def _hot_to_warm(self, row: dict[str, Any], report: PassReport) -> None:
         tenant, ctx_id, source = row["tenant"], row["id"], row["source"]
@@ -231,7 +279,8 @@ class Lifecycle:
         sql = """
             UPDATE contexts SET tier = %s, tier_changed_at = now(), archive_key = coalesce(%s, archive_key),
                    summary = coalesce(%s, summary), summary_by = coalesce(%s, summary_by),
-                   summary_events = coalesce(%s, summary_events)
+                   summary_events = coalesce(%s, summary_events),
+                   lifecycle_failed_at = NULL, lifecycle_error = NULL, lifecycle_failures = 0
             WHERE tenant = %s AND id = %s AND tier <> %s
         """
         made = summary or MadeSummary(None, None, None)

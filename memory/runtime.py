@@ -7,11 +7,12 @@ the CLI receive the ``Runtime``; none of them builds a client of its own.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlparse
 
 import anyio
 import psycopg
@@ -21,12 +22,14 @@ from alembic import command
 from alembic.config import Config
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.exceptions import AuthenticationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from memory.crypto import Keyring, SealedBlobStore
 from memory.embedded import EmbeddedPostgres, EmbeddedRedis
-from memory.errors import ConfigError, StoreUnavailable
+from memory.errors import StoreUnavailable
+from memory.redis_urls import RedisTarget, parse_redis_url, redact
 from memory.settings import Settings
 from memory.tiers.blobstore import BlobStore, open_blobstore
 
@@ -50,25 +53,38 @@ class Runtime:
 
 
 def connect_redis(url: str) -> tuple[Redis, Callable[[], Awaitable[None]]]:
-    """redis://, rediss://, unix://, redis+sentinel://host:port[,host:port]/service, redis+cluster://
+    """A client for ``HOOKLINE_REDIS_URL`` (the forms are in ``memory.redis_urls``): one server,
+    the primary that Sentinel names (with passwords and TLS for sentinels and data nodes), or a
+    Cluster (plain or TLS).
 
-    Returns the client and what closes it (with Sentinel, also the clients that ask the sentinels)."""
-    parsed = urlparse(url)
-    options: dict[str, Any] = {"health_check_interval": 30}
-    if parsed.scheme in ("redis", "rediss", "unix"):
-        client = aioredis.Redis.from_url(url, **options)
-        return client, client.aclose
-    if parsed.scheme == "redis+cluster":
-        plain = url.replace("redis+cluster://", "redis://", 1)
-        cluster = RedisCluster.from_url(plain)
+    Returns the client and what closes it (with Sentinel, also the clients that ask the sentinels).
+    Nothing is connected yet: the first command connects."""
+    target = parse_redis_url(url)
+    if target.topology == "cluster":
+        cluster = RedisCluster.from_url(target.url, **target.ssl_options)
         return cluster, cluster.aclose  # type: ignore[return-value]  # same command surface
-    if parsed.scheme == "redis+sentinel":
-        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in parsed.netloc.split(",")]
-        service = parsed.path.strip("/") or parse_qs(parsed.query).get("service", ["mymaster"])[0]
-        sentinel = Sentinel(hosts)  # type: ignore[no-untyped-call]
-        master: Redis = sentinel.master_for(service)
-        return master, _closing(master, sentinel)
-    raise ConfigError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+    if target.topology == "sentinel":
+        return _sentinel_primary(target)
+    client = aioredis.Redis.from_url(target.url, health_check_interval=30, **target.ssl_options)
+    return client, client.aclose
+
+
+def _sentinel_primary(target: RedisTarget) -> tuple[Redis, Callable[[], Awaitable[None]]]:
+    tls: dict[str, Any] = {"ssl": True, **target.ssl_options} if target.tls else {}
+    asking: dict[str, Any] = {**tls, "socket_connect_timeout": 5, "socket_timeout": 5}
+    if target.sentinel_password is not None:
+        asking["password"] = target.sentinel_password
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        sentinel_kwargs=asking,
+        username=target.username,
+        password=target.password,
+        db=target.db,
+        health_check_interval=30,
+        **tls,
+    )
+    master: Redis = sentinel.master_for(target.service)
+    return master, _closing(master, sentinel)
 
 
 def _closing(master: Redis, sentinel: Sentinel) -> Callable[[], Awaitable[None]]:
@@ -81,9 +97,34 @@ def _closing(master: Redis, sentinel: Sentinel) -> Callable[[], Awaitable[None]]
     return close
 
 
+def redis_unreachable(url: str, exc: aioredis.RedisError) -> StoreUnavailable:
+    """What a failed first contact means, without any password: a refused password and a Sentinel
+    that names no primary say so (redis-py's own message for the latter is the repr of every
+    sentinel client)."""
+    if isinstance(exc, MasterNotFoundError):
+        causes = sorted(set(re.findall(r" - (.+?)(?=, <redis|$)", str(exc))))
+        detail = "no sentinel named a primary for the service" + (f" ({', '.join(causes)})" if causes else "")
+        if any("Authentication" in cause for cause in causes):
+            detail += ": a sentinel refused the password (sentinel_password)"
+    elif isinstance(exc, AuthenticationError):
+        detail = f"Redis refused the password: {exc}"
+    else:
+        detail = str(exc)
+    return StoreUnavailable(f"Redis at {redact(url)} is unreachable: {detail}")
+
+
 def is_cluster(client: Redis) -> bool:
     """Redis Cluster refuses scripts inside pipelines and reads across slots: callers fan out."""
     return isinstance(client, RedisCluster)
+
+
+async def info_of_every_node(client: Redis, section: str) -> list[dict[str, Any]]:
+    """INFO ``section`` of every node the client writes to: the one server, or each Cluster node
+    (a limit such as ``maxmemory`` holds per node, and a plain INFO asks only one of them)."""
+    if isinstance(client, RedisCluster):
+        nodes = client.get_nodes()
+        return list(await asyncio.gather(*(client.info(section, target_nodes=node) for node in nodes)))
+    return [await client.info(section)]
 
 
 def run_migrations(database_url: str) -> None:
@@ -130,7 +171,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
         try:
             await client.ping()
         except aioredis.RedisError as exc:
-            raise StoreUnavailable(f"Redis at {redis_url} is unreachable: {exc}") from exc
+            raise redis_unreachable(redis_url, exc) from exc
 
         if migrate:
             try:
@@ -154,13 +195,14 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> AsyncIter
 
         embedder: Embedder | None = None
         if settings.embedder != "none":
-            from memory.embed import CachedEmbedder, make_embedder  # onnxruntime loads lazily anyway
+            from memory.embed import make_embedder  # onnxruntime loads lazily anyway
+            from memory.embed_cache import CachedEmbedder
 
             inner = make_embedder(settings.embedder, api_key=settings.embedder_api_key)
             embedder = CachedEmbedder(inner, client, settings.embed_cache_ttl_s)
             stack.push_async_callback(embedder.aclose)
 
-        log.info("runtime.open", redis=_redact(redis_url), database=_redact(database_url))
+        log.info("runtime.open", redis=redact(redis_url), database=redact(database_url))
         yield Runtime(
             settings=settings,
             redis=client,
@@ -195,10 +237,3 @@ async def pg_connection(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.Asyn
         if is_outage(exc):
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         raise
-
-
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
