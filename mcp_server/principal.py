@@ -15,11 +15,10 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
-from mcp_server.auth import TENANT_SCOPE_KEY
+from mcp_server.auth import PRINCIPAL_SCOPE_KEY, TENANT_SCOPE_KEY
 from memory.errors import AuthError
 from memory.ids import is_name
 
-PRINCIPAL_SCOPE_KEY = "hookline.principal"
 LOCAL = "local"  # the principal of stdio and in-process clients, and of everyone when auth is off
 _UNBOUND = "\0unbound"  # no message is being handled (None: one is, but it was not authenticated)
 _tenant: ContextVar[str | None] = ContextVar("hookline_tenant", default=_UNBOUND)

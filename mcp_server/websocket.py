@@ -5,13 +5,15 @@ pair of memory streams, as its stdio transport does for a pipe. What a client se
 
 - **Handshake.** Subprotocol ``mcp``: it is selected when offered; a client that offers others but
   not ``mcp`` is refused (HTTP 400). A client that offers none is served without one.
-- **Auth before accept.** ``Authorization: Bearer <token>`` only (no query-string token: URLs end up
-  in logs). A missing, unknown or revoked token is refused with HTTP 401 and the same JSON body and
-  ``WWW-Authenticate`` header as ``/mcp``; a token store that cannot be reached gives HTTP 503. On
-  loopback the SDK's Host/Origin check applies (421 / 403), so a web page cannot reach a local
-  server through the visitor's browser. Refusals use the ASGI WebSocket denial-response extension
-  (uvicorn has it); on a server without it the handshake is closed instead, which the ASGI server
-  turns into HTTP 403.
+- **Host, Origin, auth and the session cap before accept.** The Host/Origin guard
+  (``mcp_server.hosts``) wraps this app. ``Authorization: Bearer <token>`` only (no query-string
+  token: URLs end up in logs). A missing, unknown or revoked token is refused with HTTP 401 and the
+  same JSON body and ``WWW-Authenticate`` header as ``/mcp``; too many failed attempts from one
+  address give 429, and a token store that cannot be reached 503. A tenant at its cap of open
+  sessions (``mcp_server.sessions``, shared with ``/mcp``) gets 429. Refusals are HTTP denial
+  responses (``mcp_server.refusals``).
+- **Revocation.** A socket whose token is revoked is closed with 1008 "token revoked" within the
+  token cache's TTL.
 - **Frames.** A text frame that is not JSON gets a -32700 parse error, and JSON that is not a JSON-RPC
   message gets -32600 (id echoed when it can be read, else null); a binary frame gets -32600. The
   connection survives all three. A frame larger than ``max_message_bytes`` closes the socket with
@@ -21,13 +23,14 @@ pair of memory streams, as its stdio transport does for a pipe. What a client se
 - **Keep-alive** is the protocol's ping/pong, sent by uvicorn (``ws_ping_interval`` and
   ``ws_ping_timeout``, 20 s each by default); a peer that stops answering is closed with 1011.
 
-Every message received on a socket carries that socket as its request, so tools find the tenant in
-``ctx.request_context.request.scope`` exactly as they do for ``/mcp``.
+Every message received on a socket carries that socket as its request, so tools find the tenant and
+the principal in ``ctx.request_context.request.scope`` exactly as they do for ``/mcp``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -37,16 +40,17 @@ import orjson
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from mcp_server.auth import TENANT_SCOPE_KEY, authenticate
+from mcp_server.auth import Authenticator, AuthThrottled, refuse_auth
+from mcp_server.refusals import CLOSE_POLICY, refuse
+from mcp_server.sessions import RETRY_AFTER_S, OpenSession, Sessions
 from memory.errors import AuthError, StoreUnavailable
-from memory.tokens import TokenStore
+from memory.tokens import Principal
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +59,7 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 BUFFER_MESSAGES = 64
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_ERROR = 1011
-CLOSE_POLICY = 1008  # only seen by clients of an ASGI server without the denial-response extension
+_socket_numbers = itertools.count(1)
 
 
 class McpWebSocket:
@@ -64,19 +68,17 @@ class McpWebSocket:
     def __init__(
         self,
         mcp: MCPServer,
-        tokens: TokenStore | None,
-        default_tenant: str,
+        authenticator: Authenticator,
+        sessions: Sessions,
         *,
-        security: TransportSecuritySettings | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         buffer: int = BUFFER_MESSAGES,
     ) -> None:
-        """``tokens=None`` turns auth off (every socket is ``default_tenant``); ``security`` is the
-        Host/Origin check, e.g. ``mcp.session_manager.security_settings`` to match ``/mcp``."""
+        """``authenticator`` decides the principal (auth off: every socket is ``local``);
+        ``sessions`` counts the socket against its tenant's cap, shared with ``/mcp``."""
         self._server = mcp._lowlevel_server
-        self._tokens = tokens
-        self._default_tenant = default_tenant
-        self._security = security
+        self._auth = authenticator
+        self._sessions = sessions
         self._max_bytes = max_message_bytes
         self._buffer = buffer
 
@@ -87,44 +89,62 @@ class McpWebSocket:
             )
             return
         websocket = WebSocket(scope, receive, send)
-        tenant = await self._admit(websocket)
-        if tenant is None:
+        revoked = anyio.CancelScope()  # cancelled when the socket's token is revoked
+
+        async def end() -> None:
+            revoked.cancel()
+
+        admitted = await self._admit(websocket, end)
+        if admitted is None:
             return
-        offered = websocket.scope.get("subprotocols") or []
-        await websocket.accept(subprotocol=SUBPROTOCOL if offered else None)
-        with structlog.contextvars.bound_contextvars(tenant=tenant, transport="websocket"):
-            log.debug("ws.open")
+        key, principal = admitted
+        try:
+            offered = websocket.scope.get("subprotocols") or []
+            await websocket.accept(subprotocol=SUBPROTOCOL if offered else None)
+            with structlog.contextvars.bound_contextvars(
+                tenant=principal.tenant, principal=principal.id, transport="websocket"
+            ):
+                await self._serve_until_closed(websocket, revoked)
+        finally:
+            self._sessions.remove(key)
+
+    async def _serve_until_closed(self, websocket: WebSocket, revoked: anyio.CancelScope) -> None:
+        log.debug("ws.open")
+        with revoked:
             try:
                 await self._serve(websocket)
             except Exception:
                 # The connection's top-level boundary: log once, tell the peer, never leak a socket.
                 log.exception("ws.session_failed")
                 await _close_quietly(websocket, CLOSE_SERVER_ERROR, "server error")
-            log.debug("ws.closed")
+        if revoked.cancelled_caught:
+            await _close_quietly(websocket, CLOSE_POLICY, "token revoked")
+        log.debug("ws.closed")
 
-    async def _admit(self, websocket: WebSocket) -> str | None:
-        """Checks Host/Origin, the token and the subprotocol before accepting; the tenant, or None
-        when the handshake was refused."""
-        refusal = _origin_refusal(websocket, self._security)
-        if refusal is not None:
-            await _refuse(websocket, *refusal)
-            return None
+    async def _admit(
+        self, websocket: WebSocket, end: Callable[[], Awaitable[None]]
+    ) -> tuple[str, Principal] | None:
+        """Checks the token, the subprotocol and the session cap before accepting; the socket's key
+        in ``Sessions`` and its principal, or None when the handshake was refused."""
+        scope, receive, send = websocket.scope, websocket.receive, websocket.send
         try:
-            tenant = await authenticate(self._tokens, self._default_tenant, websocket.scope)
-        except AuthError as exc:
-            headers = {"WWW-Authenticate": 'Bearer realm="hookline"'}
-            await _refuse(websocket, 401, "unauthorized", str(exc), headers)
+            principal = await self._auth.authenticate(scope)
+        except (AuthError, AuthThrottled, StoreUnavailable) as exc:
+            await refuse_auth(scope, receive, send, exc)
             return None
-        except StoreUnavailable as exc:
-            await _refuse(websocket, 503, "unavailable", str(exc), {"Retry-After": "5"})
-            return None
-        offered = websocket.scope.get("subprotocols") or []
+        offered = scope.get("subprotocols") or []
         if offered and SUBPROTOCOL not in offered:
             detail = f"offer the {SUBPROTOCOL!r} subprotocol (offered: {', '.join(offered)})"
-            await _refuse(websocket, 400, "unsupported_subprotocol", detail)
+            await refuse(scope, receive, send, 400, "unsupported_subprotocol", detail)
             return None
-        websocket.scope[TENANT_SCOPE_KEY] = tenant
-        return tenant
+        key = f"ws:{next(_socket_numbers)}"
+        if not self._sessions.add(key, OpenSession(principal, end)):
+            detail = self._sessions.refusal_detail(principal.tenant)
+            await refuse(
+                scope, receive, send, 429, "too_many_sessions", detail, {"Retry-After": str(RETRY_AFTER_S)}
+            )
+            return None
+        return key, principal
 
     async def _serve(self, websocket: WebSocket) -> None:
         inbound_send, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](self._buffer)
@@ -209,38 +229,6 @@ def _invalid(text: str, exc: ValidationError) -> SessionMessage:
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
         request_id = None
     return _error(types.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", request_id)
-
-
-def _origin_refusal(
-    websocket: WebSocket, security: TransportSecuritySettings | None
-) -> tuple[int, str, str] | None:
-    """The SDK's DNS-rebinding rule for /mcp, applied to the handshake: Host must be allowed, and
-    Origin too when the client sends one (browsers always do)."""
-    if security is None or not security.enable_dns_rebinding_protection:
-        return None
-    if not _allowed(websocket.headers.get("host"), security.allowed_hosts):
-        return 421, "invalid_host", "Invalid Host header"
-    origin = websocket.headers.get("origin")
-    if origin and not _allowed(origin, security.allowed_origins):
-        return 403, "invalid_origin", "Invalid Origin header"
-    return None
-
-
-def _allowed(value: str | None, patterns: Sequence[str]) -> bool:
-    """Exact match, or ``base:*`` for any port (the SDK's pattern language)."""
-    if not value:
-        return False
-    return any(value == p or (p.endswith(":*") and value.startswith(p[:-1])) for p in patterns)
-
-
-async def _refuse(
-    websocket: WebSocket, status: int, code: str, detail: str, headers: dict[str, str] | None = None
-) -> None:
-    log.info("ws.refused", status=status, error=code, detail=detail)
-    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
-        await websocket.send_denial_response(JSONResponse({"error": code, "detail": detail}, status, headers))
-    else:
-        await websocket.close(CLOSE_POLICY, code)
 
 
 async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:

@@ -52,8 +52,9 @@ def github_headers(body: bytes, secret: str, event: str, delivery: str) -> dict[
 
 
 @contextmanager
-def serve_app(settings: Settings, **kwargs: Any) -> Iterator[str]:
-    """Run ``create_app(settings)`` under uvicorn in a thread with its own event loop.
+def serve_app(settings: Settings, bind: str = "127.0.0.1", **kwargs: Any) -> Iterator[str]:
+    """Run ``create_app(settings)`` under uvicorn in a thread with its own event loop, on ``bind``
+    (an IPv4 address: another loopback address such as 127.0.0.2 works too).
 
     A thread (not a task) so that async fixtures may hold it across pytest-asyncio's tasks.
     """
@@ -63,7 +64,7 @@ def serve_app(settings: Settings, **kwargs: Any) -> Iterator[str]:
 
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, **kwargs), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings, **kwargs), host=bind, port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
@@ -74,7 +75,7 @@ def serve_app(settings: Settings, **kwargs: Any) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{bind}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

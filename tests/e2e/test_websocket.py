@@ -148,11 +148,18 @@ async def test_the_mcp_subprotocol_is_required_when_any_is_offered(ws_url: str, 
             assert (await _rpc(ws, {"jsonrpc": "2.0", "id": 1, "method": "ping"}))["result"] == {}
 
 
-async def test_a_foreign_origin_is_refused_on_loopback(ws_url: str, machine_rt: Runtime) -> None:
+async def test_a_foreign_origin_is_refused_when_hosts_are_configured(
+    tmp_root: Path, machine_rt: Runtime
+) -> None:
+    """With auth on, Host and Origin are checked once HOOKLINE_ALLOWED_HOSTS is set (see
+    tests/e2e/test_edge_guard.py for the whole rule)."""
+    settings = make_settings(
+        tmp_root, machine_rt.redis_url, machine_rt.database_url, HOOKLINE_ALLOWED_HOSTS="127.0.0.1:*"
+    )
     token = await TokenStore(machine_rt.db).create("default")
-    with anyio.fail_after(TIMEOUT_S), pytest.raises(InvalidStatus) as refused:
+    with serve_app(settings) as url, anyio.fail_after(TIMEOUT_S), pytest.raises(InvalidStatus) as refused:
         async with connect(
-            ws_url,
+            "ws" + url.removeprefix("http") + "/ws",
             subprotocols=MCP,
             additional_headers=_bearer(token),
             origin=Origin("https://evil.example"),
