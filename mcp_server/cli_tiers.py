@@ -1,6 +1,6 @@
 """Data commands of ``hookline``: ``tier run`` (one lifecycle pass), ``tier rewrap`` (re-seal the
-archives after a key rotation), ``export`` (NDJSON) and ``import`` (drain an SQS queue of webhooks
-into the pipeline)."""
+archives and the sources' secrets after a key rotation), ``export`` (NDJSON) and ``import`` (drain
+an SQS queue of webhooks into the pipeline)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def add_parsers(commands: Any) -> None:
     tier = commands.add_parser("tier", help="context tiers").add_subparsers(dest="action", required=True)
     run = tier.add_parser("run", help="run one lifecycle pass (hot → warm → cold)")
     run.add_argument("--now", type=moment, help="pretend it is this ISO-8601 time (for tests and drills)")
-    tier.add_parser("rewrap", help="re-seal every archive with the first HOOKLINE_ENCRYPTION_KEYS key")
+    tier.add_parser(
+        "rewrap", help="re-seal every archive and source secret with the first HOOKLINE_ENCRYPTION_KEYS key"
+    )
     export = commands.add_parser("export", help="write contexts updated in a time range as NDJSON")
     export.add_argument("--since", type=moment, required=True)
     export.add_argument("--until", type=moment, default=None)
@@ -54,7 +56,8 @@ async def _tier_run(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _tier_rewrap(rt: Runtime, args: argparse.Namespace) -> int:
-    """Key rotation: every archive sealed with an older key (or none) is sealed with the active one."""
+    """Key rotation: every archive and source secret sealed with an older key (or none) is sealed
+    with the active one. A source whose secrets no configured key opens is named, and exits 1."""
     blobs = rt.blobs
     if not isinstance(blobs, SealedBlobStore):
         print("hookline: HOOKLINE_ENCRYPTION_KEYS is not set: nothing to seal with", file=sys.stderr)
@@ -63,8 +66,18 @@ async def _tier_rewrap(rt: Runtime, args: argparse.Namespace) -> int:
     async for key in blobs.list(""):
         seen += 1
         changed += await blobs.rewrap(key)
-    print(orjson.dumps({"archives": seen, "resealed": changed, "key": blobs.keyring.active}).decode())
-    return 0
+    secrets = await SourceStore.for_runtime(rt).rewrap()
+    for failure in secrets.failures:
+        print(f"hookline: secrets not resealed: {failure}", file=sys.stderr)
+    report = {
+        "archives": seen,
+        "resealed": changed,
+        "sources": secrets.sources,
+        "sources_resealed": secrets.resealed,
+        "key": blobs.keyring.active,
+    }
+    print(orjson.dumps(report).decode())
+    return 1 if secrets.failures else 0
 
 
 async def _export(rt: Runtime, args: argparse.Namespace) -> int:
@@ -91,7 +104,7 @@ async def _export(rt: Runtime, args: argparse.Namespace) -> int:
 async def _import(rt: Runtime, args: argparse.Namespace) -> int:
     import boto3  # only this command needs it
 
-    source = await SourceStore(rt.db).get(args.source)
+    source = await SourceStore.for_runtime(rt).get(args.source)
     sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
     producer = producer_for(rt)
     async with anyio.create_task_group() as tasks:

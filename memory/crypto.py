@@ -1,4 +1,4 @@
-"""Encryption at rest for the archives: AES-256-GCM under keys from ``HOOKLINE_ENCRYPTION_KEYS``.
+"""Encryption at rest (archives, source secrets): AES-256-GCM, keys from ``HOOKLINE_ENCRYPTION_KEYS``.
 
 ``HOOKLINE_ENCRYPTION_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"``: the first key seals new
 blobs; every listed key opens old ones, so a key is rotated by putting the new one first and
@@ -10,9 +10,11 @@ the blob's key, so an archive copied under another context's key (another tenant
 open instead of being served as that context. A blob without the ``HLE1`` mark predates
 encryption and is read as it is; one with the mark but an unknown key id or a bad tag raises.
 
-What is encrypted: the cold tier's archives, wherever the blob store keeps them (files, S3). What
-is not: Redis (the hot tier is raw by design, and streams, warm blobs and samples share its memory)
-and PostgreSQL (full-text and vector search need the text): run those on encrypted volumes.
+What is encrypted: the cold tier's archives, wherever the blob store keeps them (files, S3), and
+webhook sources' secrets in PostgreSQL (``seal_text``: bound to the source's name; ``memory.sources``).
+What is not: Redis (the hot tier is raw by design, and streams, warm blobs and samples share its
+memory) and the rest of PostgreSQL (full-text and vector search need the text): run those on
+encrypted volumes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from memory.tiers.blobstore import BlobStore
 MAGIC = b"HLE1"
 NONCE_BYTES = 12
 KEY_BYTES = 32
+# A value sealed as text (a source's secret, in a text column): this prefix + base64 of a sealed blob.
+SEALED_TEXT = "hle1:"
 
 
 class DecryptionError(HooklineError):
@@ -66,6 +70,11 @@ class Keyring:
             keys.append((kid, AESGCM(raw)))
         return cls(tuple(keys))
 
+    @classmethod
+    def optional(cls, spec: str | None) -> Keyring | None:
+        """The keyring of ``HOOKLINE_ENCRYPTION_KEYS``, or None when it is not set."""
+        return cls.parse(spec) if spec else None
+
     @property
     def active(self) -> str:
         return self.keys[0][0]
@@ -95,10 +104,42 @@ class Keyring:
 
     def sealed_with(self, blob: bytes) -> str | None:
         """The key id a blob was sealed with; None for a plaintext one."""
-        if not blob.startswith(MAGIC) or len(blob) <= len(MAGIC):
-            return None
-        kid_len = blob[len(MAGIC)]
-        return blob[len(MAGIC) + 1 : len(MAGIC) + 1 + kid_len].decode("utf-8", "replace")
+        return _key_id(blob)
+
+    def seal_text(self, text: str, aad: bytes) -> str:
+        """``text`` sealed with the active key, as text (``hle1:`` + base64)."""
+        return SEALED_TEXT + base64.b64encode(self.seal(text.encode(), aad)).decode()
+
+    def open_text(self, value: str, aad: bytes) -> str:
+        """What ``seal_text`` sealed; a value without the prefix is plaintext and passes through."""
+        if not value.startswith(SEALED_TEXT):
+            return value
+        try:
+            return self.open(_sealed_blob(value), aad).decode()
+        except UnicodeDecodeError as exc:
+            raise DecryptionError("sealed text does not hold UTF-8 text") from exc
+
+
+def text_sealed_with(value: str) -> str | None:
+    """The key id a ``seal_text`` value was sealed with (no key needed); None for plaintext."""
+    return _key_id(_sealed_blob(value)) if value.startswith(SEALED_TEXT) else None
+
+
+def _sealed_blob(value: str) -> bytes:
+    try:
+        blob = base64.b64decode(value[len(SEALED_TEXT) :], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DecryptionError("sealed text is not base64") from exc
+    if not blob.startswith(MAGIC):
+        raise DecryptionError("sealed text is not a sealed blob")
+    return blob
+
+
+def _key_id(blob: bytes) -> str | None:
+    if not blob.startswith(MAGIC) or len(blob) <= len(MAGIC):
+        return None
+    kid_len = blob[len(MAGIC)]
+    return blob[len(MAGIC) + 1 : len(MAGIC) + 1 + kid_len].decode("utf-8", "replace")
 
 
 class SealedBlobStore:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from memory.source_options import SourceOptions
+
 
 @dataclass(frozen=True, slots=True)
 class MappedEvent:
@@ -66,6 +68,9 @@ class ContextSummary:
     event_count: int
     created_at: datetime
     updated_at: datetime
+    # Who wrote ``summary``: None when it is the newest event's own line (the provider's text), else
+    # the summarizer ("extractive", "anthropic", or "sampling": the client's own model).
+    summary_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +121,5 @@ class Source:
     name: str
     tenant: str
     provider: str
-    secrets: tuple[str, ...]  # several active secrets let keys rotate without downtime
-    options: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...]  # plaintext, once opened; several let keys rotate without downtime
+    options: SourceOptions = field(default_factory=SourceOptions)  # parsed: always valid

@@ -54,7 +54,8 @@ class Served:
 def served() -> Iterator[Served]:
     with tempfile.TemporaryDirectory(prefix="hllive", dir="/tmp") as data_dir:
         env = hookline_env(Path(data_dir))
-        run_cli(env, "source", "add", "github", "--provider", "github", "--secret", SECRET)
+        (secret_file := Path(data_dir) / "secret").write_text(SECRET + "\n")
+        run_cli(env, "source", "add", "github", "--provider", "github", "--secret-file", str(secret_file))
         token = run_cli(env, "token", "create").strip().splitlines()[-1]
         with serve_process(env) as process:
             yield Served(process, token)

@@ -41,7 +41,8 @@ class Server:
 def server() -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="hle2e", dir="/tmp") as data_dir:
         env = hookline_env(Path(data_dir))
-        run_cli(env, "source", "add", "github", "--provider", "github", "--secret", SECRET)
+        (secret_file := Path(data_dir) / "secret").write_text(SECRET + "\n")
+        run_cli(env, "source", "add", "github", "--provider", "github", "--secret-file", str(secret_file))
         token = run_cli(env, "token", "create").strip().splitlines()[-1]
         with serve_process(env) as process:
             yield Server(process.url, process.env, token, process.log)

@@ -13,11 +13,12 @@ import orjson
 import pytest
 
 from ingest.envelope import decode_envelope
-from ingest.pii import KINDS, Masker, make_redactor, parse_kinds
+from ingest.pii import KINDS, OTHER_PATTERNS, SECRET_PATTERNS, Masker, make_redactor, parse_kinds
 from memory import keys
 from memory.errors import ConfigError
 from memory.models import Source
 from memory.runtime import Runtime
+from memory.source_options import BadSourceOption, SourceOptions
 from memory.sources import SourceStore
 from tests.conftest import make_settings
 from tests.fixtures.github_examples import fixture_names, load_fixture
@@ -137,15 +138,24 @@ def test_kinds_are_validated() -> None:
         parse_kinds("secrets,passwords")
 
 
-def test_a_source_option_overrides_the_default_and_a_bad_one_fails_closed() -> None:
+def test_every_kind_a_source_option_names_has_patterns() -> None:
+    assert KINDS[0] == "secrets" and SECRET_PATTERNS
+    assert set(KINDS[1:]) == set(OTHER_PATTERNS)
+
+
+def test_a_source_option_overrides_the_default_and_a_bad_one_is_refused() -> None:
     redact = make_redactor(parse_kinds("secrets"))
     body = orjson.dumps({"text": "mail alice@example.com"})
     plain = Source("a", "t", "github", ())
     assert redact(plain, "push", body) == body
-    emails = Source("b", "t", "github", (), {"pii_mask": "email"})
+    emails = Source("b", "t", "github", (), SourceOptions.parse({"pii_mask": "email"}, "github"))
     assert b"[email]" in redact(emails, "push", body)
-    broken = Source("c", "t", "github", (), {"pii_mask": "bogus"})
-    assert b"[email]" in redact(broken, "push", body)  # masks everything rather than nothing
+    unmasked = Source("c", "t", "github", (), SourceOptions.parse({"pii_mask": "none"}, "github"))
+    token_body = orjson.dumps({"text": f"CI needs {GITHUB_TOKEN}"})
+    assert redact(unmasked, "push", token_body) == token_body  # pii_mask=none: nothing masked
+    assert GITHUB_TOKEN.encode() not in redact(plain, "push", token_body)
+    with pytest.raises(BadSourceOption, match="unknown PII kinds"):
+        SourceOptions.parse({"pii_mask": "bogus"}, "github")
 
 
 async def test_the_served_intake_masks_by_default(tmp_root: Path, machine_rt: Runtime) -> None:
