@@ -1,6 +1,6 @@
-"""Accepting an event: redaction, envelope, dedup and XADD, shared by every way in (the HTTP route,
-SQS import, the MCP ``remember`` tool). Returns only once the event is in the stream, or is a
-duplicate."""
+"""Accepting an event: the event policy, redaction, envelope, dedup and XADD, shared by every way in
+(the HTTP route, SQS import, the MCP ``remember`` tool). Returns only once the event is in the
+stream, or is a duplicate."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import orjson
 
 from ingest import envelope
 from ingest.dedup import BloomConfig
+from ingest.policy import check_event
 from ingest.stream import StreamProducer, Submission, admit
 from memory import keys
 from memory.ledger import Ledger
@@ -56,8 +57,17 @@ class Acceptor:
         payload: Any,
         body: bytes,
         headers: Mapping[str, str] | None = None,
+        *,
+        undated_body: bytes | None = None,
     ) -> tuple[str, bool]:
-        """(event id, duplicate). Raises StoreUnavailable when the event could not be queued."""
+        """(event id, duplicate). ``body`` is the JSON text ``payload`` was parsed from.
+
+        ``undated_body``: the verified request body of a source whose signature dates nothing; a
+        byte-identical body within the dedup window is then a duplicate whatever its delivery id.
+        Raises MalformedRequest when the event breaks the policy (``ingest.policy``) and nothing
+        is queued; StoreUnavailable when it could not be queued.
+        """
+        check_event(payload, body, event_type, delivery, self.settings.max_json_depth)
         dedup_key = f"{source.name}:{delivery}" if delivery else content_key(source.name, event_type, payload)
         partition = keys.partition_of(source.tenant, source.name, self.settings.partitions)
         data = envelope.encode(
@@ -76,12 +86,20 @@ class Acceptor:
         now = time.time()
         submission = Submission(
             window_key=keys.dedup_window(partition, source.tenant, source.name, dedup_key),
-            window_s=int(source.options.get("dedup_window", self.settings.dedup_window_s)),
+            window_s=source.options.dedup_window or self.settings.dedup_window_s,
             stream=keys.events_stream(partition),
             counter=keys.accepted_counter(partition),
             envelope=data,
             bloom_keys=tuple(self.bloom.keys(partition, now)),
             bloom_positions=tuple(self.bloom.positions(source.tenant, source.name, dedup_key)),
             bloom_ttl_s=self.bloom.generation_s * self.bloom.generations,
+            body_key=self._body_key(partition, source, undated_body),
         )
         return dedup_key, await admit(self.producer, self.ledger, source.tenant, dedup_key, submission)
+
+    @staticmethod
+    def _body_key(partition: int, source: Source, undated_body: bytes | None) -> str | None:
+        if undated_body is None:
+            return None
+        digest = hashlib.sha256(undated_body).hexdigest()
+        return keys.dedup_body(partition, source.tenant, source.name, digest)

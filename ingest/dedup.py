@@ -1,6 +1,9 @@
 """Deduplication: an exact window per source, a long-term Bloom filter, and the ledger as judge.
 
 1. **Window** (exact): ``SET NX EX`` of the event's dedup key for the source's window (24 h default).
+   For a source whose signature dates nothing (GitHub, Shopify, Jira, generic without a timestamp
+   header), a second key holds the sha256 of the raw body for the same window: a captured body
+   replayed under a fresh delivery id is a duplicate too. Both keys are checked, then both set.
 2. **Bloom** (long-term): one Redis bitmap per partition and generation; generations rotate every
    ``generation_s`` and the newest ``generations`` are consulted, so memory stays bounded and the
    filter persists with Redis. A Bloom hit only means "maybe seen".
@@ -8,8 +11,9 @@
    before the event is called a duplicate; if the ledger does not have it, it was a false positive
    and the event is queued after all (``force``).
 
-Window check, Bloom check, Bloom insert, XADD and the accepted counter are one Lua script over keys
-that share the partition's hash tag, so no event is ever marked seen without being queued.
+Window and body checks, Bloom check, Bloom insert, XADD and the accepted counter are one Lua
+script over keys that share the partition's hash tag, so no event is ever marked seen without being
+queued.
 """
 
 from __future__ import annotations
@@ -25,24 +29,30 @@ import redis.asyncio as aioredis
 from ingest.metrics import BLOOM_FILL, BLOOM_FPR
 from memory import keys
 
-# KEYS: window, stream, accepted counter, bloom generation keys (newest first)
-# ARGV: window ttl, envelope, bloom ttl, mode ("check" | "force"), bit positions...
-# Returns {0} window duplicate, {1} Bloom says maybe seen (nothing written), {2, entry id} queued.
+# KEYS: window, stream, accepted counter, [body], bloom generation keys (newest first)
+# ARGV: window ttl, envelope, bloom ttl, mode ("check" | "force"), "1" if KEYS[4] is the body key
+#       else "0", bit positions...
+# Returns {0} window duplicate, {3} body duplicate (a replay), {1} Bloom says maybe seen (nothing
+# written), {2, entry id} queued.
 DEDUP_XADD = """
+local body = ARGV[5] == '1'
+local bloom = body and 5 or 4
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+if body and redis.call('EXISTS', KEYS[4]) == 1 then return {3} end
 if ARGV[4] == 'check' then
-  for g = 4, #KEYS do
+  for g = bloom, #KEYS do
     local all = true
-    for i = 5, #ARGV do
+    for i = 6, #ARGV do
       if redis.call('GETBIT', KEYS[g], ARGV[i]) == 0 then all = false break end
     end
     if all then return {1} end
   end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-if #KEYS >= 4 then
-  for i = 5, #ARGV do redis.call('SETBIT', KEYS[4], ARGV[i], 1) end
-  if redis.call('TTL', KEYS[4]) < 0 then redis.call('EXPIRE', KEYS[4], ARGV[3]) end
+if body then redis.call('SET', KEYS[4], '1', 'EX', ARGV[1]) end
+if #KEYS >= bloom then
+  for i = 6, #ARGV do redis.call('SETBIT', KEYS[bloom], ARGV[i], 1) end
+  if redis.call('TTL', KEYS[bloom]) < 0 then redis.call('EXPIRE', KEYS[bloom], ARGV[3]) end
 end
 redis.call('INCR', KEYS[3])
 return {2, redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])}
@@ -52,6 +62,7 @@ return {2, redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])}
 class Outcome(Enum):
     QUEUED = "queued"
     DUPLICATE_WINDOW = "window"
+    DUPLICATE_BODY = "body"  # a byte-identical body within the window, under another delivery id
     MAYBE_SEEN = "bloom"
 
 

@@ -18,18 +18,22 @@ from starlette.responses import JSONResponse, Response
 
 from ingest.accept import Acceptor
 from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
+from ingest.policy import check_object
 from ingest.providers import provider_for
-from ingest.providers.base import Challenge, MalformedRequest, VerificationError
+from ingest.providers.base import Challenge, MalformedRequest, Provider, VerificationError
 from ingest.ratelimit import RateLimiter, retry_after
 from memory.errors import StoreUnavailable, UnknownSource
+from memory.ids import is_name
 from memory.models import Source
 from memory.settings import Settings
-from memory.sources import NAME_PATTERN, SourceStore
+from memory.sources import SourceMisconfigured, SourceStore
 
 log = structlog.get_logger(__name__)
 
 
 JSON_TYPES = ("application/json", "text/json")
+# A misconfigured source is fixed by an operator, not by the next retry: ask providers to wait.
+MISCONFIGURED_RETRY_S = "60"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -61,12 +65,17 @@ class Intake:
         return response
 
     async def _handle(self, request: Request, name: str) -> Response:
-        if not NAME_PATTERN.match(name):  # never let a hostile name reach a query
+        if not is_name(name):  # never let a hostile name reach a query
             return self._count("_invalid", error(404, "unknown_source", "no webhook source by that name"))
         try:
             source = await self.sources.get(name)
         except UnknownSource:
             return self._count(name, error(404, "unknown_source", f"no webhook source named {name!r}"))
+        except SourceMisconfigured as exc:  # a bad stored option, or secrets no configured key opens
+            log.error("intake.source_misconfigured", source=name, error=str(exc))
+            return self._count(
+                name, error(503, "source_misconfigured", str(exc), {"Retry-After": MISCONFIGURED_RETRY_S})
+            )
         except StoreUnavailable as exc:
             return self._count(name, error(503, "unavailable", str(exc), {"Retry-After": "5"}))
         try:
@@ -103,7 +112,9 @@ class Intake:
             return self._count(name, error(400, "malformed", str(exc)))
         except Challenge as exc:  # a verified handshake (Slack url_verification): answer, store nothing
             return self._count(name, JSONResponse(exc.body, status_code=200))
-        return await self._enqueue(source, headers, json_body, payload, event_type, delivery)
+        # Nothing signed dates this body: a replay of it under a fresh delivery id must be a duplicate.
+        undated = None if _signs_timestamp(provider, source) else body
+        return await self._enqueue(source, headers, json_body, payload, event_type, delivery, undated)
 
     async def _enqueue(
         self,
@@ -113,11 +124,14 @@ class Intake:
         payload: Any,
         event_type: str,
         delivery: str | None,
+        undated_body: bytes | None,
     ) -> Response:
         try:
             dedup_key, duplicate = await self.acceptor.accept(
-                source, event_type, delivery, payload, body, headers
+                source, event_type, delivery, payload, body, headers, undated_body=undated_body
             )
+        except MalformedRequest as exc:  # the event policy (ingest.policy): nothing was queued
+            return self._count(source.name, error(400, "malformed", str(exc)))
         except StoreUnavailable as exc:
             log.error("intake.unavailable", source=source.name, error=str(exc))
             return self._count(
@@ -148,8 +162,8 @@ class Intake:
         return response
 
 
-def _parse(body: bytes, content_type: str) -> tuple[Any, bytes]:
-    """The parsed payload, and its JSON bytes (the body itself unless it came form-encoded)."""
+def _parse(body: bytes, content_type: str) -> tuple[dict[str, Any], bytes]:
+    """The payload (a JSON object), and its JSON bytes (the body itself unless it came form-encoded)."""
     if content_type == FORM_TYPE:
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=1000)
@@ -161,21 +175,21 @@ def _parse(body: bytes, content_type: str) -> tuple[Any, bytes]:
             fields = {key: values[-1] for key, values in form.items()}
             return fields, orjson.dumps(fields)
     try:
-        return orjson.loads(body), body
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"body is not valid JSON (UTF-8): {exc}") from exc
+    return check_object(payload), body
+
+
+def _signs_timestamp(provider: Provider, source: Source) -> bool:
+    if provider.name == "generic":  # only when the source names a timestamp header
+        return source.options.timestamp_header is not None
+    return provider.signs_timestamp
 
 
 def _rate(source: Source) -> float | None:
-    value = source.options.get("rate_limit")
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
+    return source.options.rate_limit
 
 
 def _priority(source: Source) -> float:
-    try:
-        return float(source.options.get("priority", 0.5))
-    except (TypeError, ValueError):
-        return 0.5
+    return source.options.priority

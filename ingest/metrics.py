@@ -23,7 +23,8 @@ REPLICATION_REFUSED = Counter(
 )
 DEDUP_HITS = Counter(
     "hookline_dedup_hits_total",
-    "Dedup decisions by layer: window (exact), bloom_confirmed (ledger said seen), bloom_false_positive",
+    "Dedup decisions by layer: window (exact), body (a replayed undated body), bloom_confirmed (ledger "
+    "said seen), bloom_false_positive",
     ["layer"],
 )
 BLOOM_FILL = Gauge(

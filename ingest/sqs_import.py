@@ -21,7 +21,6 @@ import orjson
 from ingest.accept import Acceptor
 from ingest.providers import provider_for
 from ingest.providers.base import MalformedRequest
-from memory.errors import StoreUnavailable
 from memory.models import Source
 
 
@@ -77,16 +76,13 @@ async def import_queue(
         if not messages:
             break
         for message in messages:
-            try:
+            try:  # StoreUnavailable propagates: the message stays in SQS; a re-run picks it up
                 event_type, delivery, payload, raw = _parse(message, source)
-            except MalformedRequest as exc:
+                _, duplicate = await acceptor.accept(source, event_type, delivery, payload, raw)
+            except MalformedRequest as exc:  # also the event policy (ingest.policy)
                 report.rejected += 1  # left in the queue (its redrive policy decides), never dropped
                 report.errors.append(f"{message['MessageId']}: {exc}")
                 continue
-            try:
-                _, duplicate = await acceptor.accept(source, event_type, delivery, payload, raw)
-            except StoreUnavailable:
-                raise  # the message stays in SQS; a re-run picks it up
             if duplicate:
                 report.duplicates += 1
             else:

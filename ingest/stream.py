@@ -40,6 +40,7 @@ class Submission:
     bloom_positions: tuple[int, ...] = ()
     bloom_ttl_s: int = 0
     force: bool = False  # skip the Bloom check: the ledger said "not seen"
+    body_key: str | None = None  # the body's hash, for sources whose signature dates nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +140,17 @@ def producer_for(rt: Runtime) -> StreamProducer:
 
 
 def _keys(item: Submission) -> list[str]:
-    return [item.window_key, item.stream, item.counter, *item.bloom_keys]
+    body = [item.body_key] if item.body_key else []
+    return [item.window_key, item.stream, item.counter, *body, *item.bloom_keys]
 
 
 def _args(item: Submission) -> list[bytes | str | int]:
     mode = "force" if item.force or not item.bloom_keys else "check"
-    return [item.window_s, item.envelope, item.bloom_ttl_s, mode, *item.bloom_positions]
+    body = "1" if item.body_key else "0"
+    return [item.window_s, item.envelope, item.bloom_ttl_s, mode, body, *item.bloom_positions]
+
+
+_NOT_QUEUED = {0: Outcome.DUPLICATE_WINDOW, 1: Outcome.MAYBE_SEEN, 3: Outcome.DUPLICATE_BODY}
 
 
 def _result(reply: list[int | bytes]) -> Result:
@@ -152,7 +158,7 @@ def _result(reply: list[int | bytes]) -> Result:
     if code == 2:
         entry = reply[1]
         return Result(Outcome.QUEUED, entry.decode() if isinstance(entry, bytes) else str(entry))
-    return Result(Outcome.DUPLICATE_WINDOW if code == 0 else Outcome.MAYBE_SEEN)
+    return Result(_NOT_QUEUED[code])
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
@@ -173,8 +179,9 @@ async def admit(
 ) -> bool:
     """Queue the event unless it is a duplicate; True for a duplicate.
 
-    The window is exact. A Bloom hit only means "maybe seen": the ledger decides, and a false
-    positive is queued after all, so dedup never drops a unique event.
+    The window is exact, and so is the body key: only a byte-identical body within the window is a
+    duplicate by it. A Bloom hit only means "maybe seen": the ledger decides, and a false positive
+    is queued after all, so dedup never drops a unique event.
     """
     result = await producer.submit(item)
     if result.outcome is Outcome.MAYBE_SEEN:
@@ -183,7 +190,7 @@ async def admit(
             return True
         DEDUP_HITS.labels(layer="bloom_false_positive").inc()
         result = await producer.submit(replace(item, force=True))
-    if result.outcome is Outcome.DUPLICATE_WINDOW:
-        DEDUP_HITS.labels(layer="window").inc()
+    if result.outcome in (Outcome.DUPLICATE_WINDOW, Outcome.DUPLICATE_BODY):
+        DEDUP_HITS.labels(layer=result.outcome.value).inc()
         return True
     return False

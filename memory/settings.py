@@ -89,15 +89,27 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds, or a number with a unit: ``90``, ``90s``, ``15m``, ``24h``, ``7d``. The one duration
+    parser (settings and source options); ValueError for anything else, negative or not finite."""
+    raw = text.strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in DURATION_UNITS else (raw, "s")
+    value = float(number) * DURATION_UNITS[unit]  # ValueError for "", "soon", "1x" ...
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a duration: {text!r}")
+    return value
+
+
 def _duration(environ: Mapping[str, str], name: str, default_s: int) -> int:
     """Seconds, or a number with a unit: 90s, 15m, 2h, 7d."""
     raw = (environ.get(PREFIX + name) or "").strip().lower()
     if not raw:
         return default_s
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (raw[:-1], raw[-1]) if raw[-1] in units else (raw, "s")
     try:
-        value = int(float(number) * units[unit])
+        value = int(parse_duration(raw))
     except ValueError as exc:
         raise ConfigError(f"{PREFIX}{name} must be a duration like 90s, 2h or 7d, got {raw!r}") from exc
     if value <= 0:
@@ -134,7 +146,7 @@ def _half_lives(environ: Mapping[str, str]) -> tuple[tuple[str, float], ...]:
     return tuple(pairs.items())
 
 
-DEFAULT_TOOL_RATE_LIMITS = "forget=30/m,remember=120/m,restore=60/m,summarize_context=20/m"
+DEFAULT_TOOL_RATE_LIMITS = "forget=30/m,remember=120/m,restore=60/m,summarize_context=30/m"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -236,3 +248,6 @@ def validate(settings: Settings) -> None:
         )
     if not (settings.blob_url.startswith("file://") or settings.blob_url.startswith("s3://")):
         raise ConfigError(f"{PREFIX}BLOB_URL must start with file:// or s3://, got {settings.blob_url!r}")
+    # orjson serialises at most 254 levels, and the hot tier keeps each payload a level further down.
+    if settings.max_json_depth > 200:
+        raise ConfigError(f"{PREFIX}MAX_JSON_DEPTH must be at most 200, got {settings.max_json_depth}")

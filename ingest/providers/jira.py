@@ -2,9 +2,9 @@
 
 The method is the WebSub one: ``sha256`` is what Atlassian sends; ``sha384`` and ``sha512`` are
 accepted too (the method is matched case-insensitively), ``sha1`` and anything else are not.
-Jira signs no timestamp, so there is no replay window here. Delivery id: the
-``X-Atlassian-Webhook-Identifier`` header (the same on retries). Event type: payload
-``webhookEvent``, e.g. ``jira:issue_updated``.
+Jira signs no timestamp, so there is no replay window here (dedup also keys on the body's hash).
+Delivery id: the ``X-Atlassian-Webhook-Identifier`` header (the same on retries). Event type:
+payload ``webhookEvent``, e.g. ``jira:issue_updated``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ METHODS = ("sha256", "sha384", "sha512")
 
 class Jira:
     name = "jira"
+    signs_timestamp = False
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

@@ -41,6 +41,7 @@ def _timestamp_ms(body: bytes) -> float:
 
 class Linear:
     name = "linear"
+    signs_timestamp = True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

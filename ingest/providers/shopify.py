@@ -1,8 +1,9 @@
 """Shopify: ``X-Shopify-Hmac-SHA256`` is the base64 HMAC-SHA256 of the body.
 
-Shopify signs no timestamp, so there is no replay window here; the dedup window absorbs replays
-of a delivery it has seen. Delivery id: ``X-Shopify-Webhook-Id`` (the same on retries), else
-``X-Shopify-Event-Id``. Event type: the ``X-Shopify-Topic`` header, e.g. ``orders/create``.
+Shopify signs no timestamp, so there is no replay window here: within the dedup window a replay
+is a duplicate by its delivery id, or by the body's hash under a fresh id (``signs_timestamp``).
+Delivery id: ``X-Shopify-Webhook-Id`` (the same on retries), else ``X-Shopify-Event-Id``. Event
+type: the ``X-Shopify-Topic`` header, e.g. ``orders/create``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 
 class Shopify:
     name = "shopify"
+    signs_timestamp = False
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

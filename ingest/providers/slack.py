@@ -32,6 +32,7 @@ TIMESTAMP_HEADER = "x-slack-request-timestamp"
 
 class Slack:
     name = "slack"
+    signs_timestamp = True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

@@ -53,6 +53,7 @@ def _signatures(header: str) -> list[bytes]:
 
 class StandardWebhooks:
     name = "standard"
+    signs_timestamp = True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = _keys(source)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import anyio
 import pytest
+from redis.crc import key_slot
 
 from ingest import envelope
 from ingest.dedup import BloomConfig
@@ -102,8 +104,39 @@ async def test_a_bloom_false_positive_is_queued_after_the_ledger_says_unseen(
     assert total == 2
 
 
-async def _equals(value: object, expected: int) -> bool:
-    return await value == expected  # type: ignore[misc]
+async def test_the_body_key_is_checked_and_set_atomically_with_the_window_key(
+    machine_rt: Runtime, tenant: str
+) -> None:
+    rt = machine_rt
+    partition = keys.partition_of(tenant, SOURCE, rt.settings.partitions)
+    body_key = keys.dedup_body(partition, tenant, SOURCE, "ab" * 32)
+    # Same Cluster slot as the stream and the window key, so the one script may touch all three.
+    first = replace(_submission(rt, BloomConfig(), tenant, "d1", window_s=600), body_key=body_key)
+    assert {key_slot(key.encode()) for key in (first.window_key, first.stream, body_key)} == {
+        key_slot(first.stream.encode())
+    }
+    tiny = BloomConfig(capacity=1, error_rate=0.5)  # every key "collides": the force path runs
+    async with pipeline(rt) as producer:
+        ledger = Ledger(rt.db)
+        assert await admit(producer, ledger, tenant, "d1", first) is False
+        assert 590 <= int(await rt.redis.ttl(body_key)) <= 600
+        assert 590 <= int(await rt.redis.ttl(first.window_key)) <= 600
+        # Another delivery id, the same body: a duplicate, whichever layer is asked first.
+        replay = replace(_submission(rt, tiny, tenant, "d2"), body_key=body_key)
+        assert await admit(producer, ledger, tenant, "d2", replay) is True
+        forced = replace(replay, force=True)
+        assert await admit(producer, ledger, tenant, "d2", forced) is True
+        assert not await rt.redis.exists(replay.window_key)  # a duplicate marks nothing seen
+        # Another body under a fresh delivery id is a new event; without a body key, so is d2.
+        other = replace(_submission(rt, BloomConfig(), tenant, "d3"), body_key=body_key[:-1] + "0")
+        assert await admit(producer, ledger, tenant, "d3", other) is False
+        plain = _submission(rt, BloomConfig(), tenant, "d2")
+        assert await admit(producer, ledger, tenant, "d2", plain) is False
+    assert int(await rt.redis.xlen(keys.events_stream(partition))) == 3
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_dedup_over_100k_events_catches_every_duplicate_and_drops_no_unique(

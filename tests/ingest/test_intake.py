@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import orjson
@@ -18,6 +19,7 @@ from memory import keys
 from memory.embedded import EmbeddedRedis
 from memory.models import Source
 from memory.runtime import Runtime
+from memory.source_options import SourceOptions
 from memory.sources import SourceStore
 from tests.conftest import make_settings
 from tests.fixtures.github_examples import load_fixture
@@ -40,7 +42,9 @@ async def server(tmp_root: Path, machine_rt: Runtime) -> AsyncIterator[tuple[htt
 def _signed(
     event: str = "push", delivery: str | None = None, secret: str = SECRET
 ) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(load_fixture("push" if event == "push" else "pull_request_opened"))
+    # A new body each time: GitHub signs no timestamp, so a byte-identical body is a replay (200).
+    payload = load_fixture("push" if event == "push" else "pull_request_opened")
+    body = orjson.dumps({**payload, "hook_id": uuid.uuid4().int % 10**9})
     return body, github_headers(body, secret, event, delivery or str(uuid.uuid4()))
 
 
@@ -188,7 +192,7 @@ async def test_a_flood_from_one_source_is_rate_limited_with_retry_after(
     server: tuple[httpx2.AsyncClient, Runtime],
 ) -> None:
     client, rt = server
-    await SourceStore(rt.db).add("tiny", "github", [SECRET], "default", {"rate_limit": "1"})
+    await SourceStore(rt.db).add("tiny", "github", [SECRET], "default", SourceOptions(rate_limit=1))
     statuses = []
     for _ in range(4):  # burst capacity is 2 seconds' worth: 2 events
         body, headers = _signed()
@@ -216,8 +220,8 @@ async def test_the_redaction_hook_runs_before_anything_is_stored(tmp_root: Path,
             headers = github_headers(body, SECRET, "push", "pii-1")
             assert (await client.post("/hooks/gh", content=body, headers=headers)).status_code == 202
     assert seen == ["gh/push"]
-    entries = []
+    entries: list[Any] = []
     for p in range(machine_rt.settings.partitions):
-        entries += await machine_rt.redis.xrange(keys.events_stream(p))
+        entries += await machine_rt.redis.xrange(keys.events_stream(p)) or []
     stored = decode_envelope(entries[0][1][b"e"]).payload
     assert b"alice@example.com" not in stored and b"[email]" in stored

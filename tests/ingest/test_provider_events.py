@@ -9,10 +9,11 @@ import pytest
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest
 from memory.models import Source
+from memory.source_options import SourceOptions
 
 
 def source(provider: str, **options: Any) -> Source:
-    return Source("src", "acme", provider, ("s3cret",), options)
+    return Source("src", "acme", provider, ("s3cret",), SourceOptions.parse(options, provider))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from ingest.providers import provider_for
 from ingest.providers.base import Challenge, MalformedRequest, VerificationError
 from memory.models import Source
+from memory.source_options import BadSourceOption, SourceOptions
 from tests.ingest.test_providers import CASES, NOW, Case, same
 
 by_id = pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
@@ -107,7 +108,11 @@ def test_property_garbage_is_rejected_and_only_with_the_documented_errors(
     now: float,
 ) -> None:
     provider = provider_for(case.provider)
-    source = Source("src", "acme", case.provider, tuple(secrets), options)
+    try:  # garbage options are refused with BadSourceOption alone (at `source add`, and on load)
+        parsed = SourceOptions.parse(options, case.provider)
+    except BadSourceOption:
+        parsed = SourceOptions()
+    source = Source("src", "acme", case.provider, tuple(secrets), parsed)
     with pytest.raises((VerificationError, MalformedRequest)):
         provider.verify(headers, body, source, now)
     try:
