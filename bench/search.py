@@ -52,6 +52,7 @@ from tokenizers import Tokenizer
 from mcp_server.logs import configure_logging
 from memory import search
 from memory.embed import LocalEmbedder
+from memory.embed_cache import embed_query
 from memory.ids import context_id, head_key
 from memory.mappers.base import mapper_for
 from memory.models import MappedEvent
@@ -362,7 +363,7 @@ def operations(service: MemoryService, texts: Sequence[str], vectors: Sequence[l
             return await search.vector_candidates(conn, TENANT, vectors[i], filters)
 
     async def hybrid_given_vector(i: int) -> object:
-        async def known(query: str) -> list[float]:
+        async def known(tenant: str, query: str) -> list[float]:
             return vectors[i]
 
         service._query_vector = known  # type: ignore[method-assign]  # the vector is computed already
@@ -383,7 +384,9 @@ def operations(service: MemoryService, texts: Sequence[str], vectors: Sequence[l
         "search.vector_candidates (HNSW, 50)": vector_only,
         "search_context, query vector given": hybrid_given_vector,
         "search_context incl. query embedding": hybrid,
-        "embedding one query (cached embedder, miss)": lambda i: embedder.embed([texts[i] + " ?"]),
+        "embedding one query (cached embedder, miss)": lambda i: embed_query(
+            embedder, TENANT, f"{texts[i]} ?"
+        ),
     }
 
 

@@ -1,4 +1,4 @@
-"""Operator commands of ``hookline``: status, dlq (list, show, retry, purge) and replay."""
+"""Operator commands of ``hookline``: status, dlq (list, show, retry, purge), replay and forget."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ingest import dlq
+from ingest.envelope import entry_event
 from ingest.replay import Handler, ReplayReport, replay
 from ingest.worker import audit_handler, context_handler, index_handler
 from memory import keys
+from memory.errors import InvalidArgument
+from memory.forget import forget
+from memory.ids import check_context_id, check_subject, check_tenant, context_id
 from memory.ledger import Ledger
 from memory.runtime import Runtime
 from memory.service import MemoryService
@@ -77,6 +81,28 @@ def add_parsers(commands: Any) -> None:  # argparse's _SubParsersAction is priva
         "--group", action="append", choices=keys.GROUPS, help=f"repeatable; default: {', '.join(keys.GROUPS)}"
     )
     again.add_argument("--json", action="store_true")
+
+    erase = commands.add_parser(
+        "forget", help="erase one context from every store for good (prints what was deleted, as JSON)"
+    )
+    erase.add_argument(
+        "--tenant", required=True, type=_checked(check_tenant), help="the tenant it belongs to"
+    )
+    which = erase.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=_checked(check_context_id), help="the context id (ctx_...)")
+    which.add_argument("--subject", type=_checked(check_subject), help="or its subject, e.g. github:o/r#pr/1")
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from a ``memory.ids`` check: a bad identifier is a usage error (exit 2)."""
+
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return parse
 
 
 def handlers(rt: Runtime) -> dict[str, Handler]:
@@ -205,6 +231,19 @@ def _print_replay(report: ReplayReport, source: str | None) -> None:
         )
 
 
+async def forget_command(rt: Runtime, args: argparse.Namespace) -> int:
+    """Erase one context, as the MCP ``forget`` tool does; exit 1 when nothing of it was found."""
+    ctx_id = args.id or context_id(args.tenant, args.subject)
+    report = await forget(rt, args.tenant, ctx_id, entry_event, args.subject)
+    _print_json({"context_id": ctx_id, "found": report.found, "deleted": report.counts})
+    if not report.found:
+        print(
+            f"hookline: no context {ctx_id!r} in tenant {args.tenant!r}; nothing was deleted", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 OPS_COMMANDS: dict[tuple[str, str | None], Command] = {
     ("status", None): status,
     ("dlq", "list"): dlq_list,
@@ -212,4 +251,5 @@ OPS_COMMANDS: dict[tuple[str, str | None], Command] = {
     ("dlq", "retry"): dlq_retry,
     ("dlq", "purge"): dlq_purge,
     ("replay", None): replay_command,
+    ("forget", None): forget_command,
 }

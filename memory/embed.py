@@ -18,14 +18,13 @@ Every embedder returns L2-normalised vectors of ``dim`` floats; ``name`` names t
 - ``none``: no embeddings; ``embed`` raises ``ConfigError`` when something asks for one.
 
 The runtime owns one embedder per process (``aclose`` on shutdown) and may wrap it in a
-``CachedEmbedder`` on its Redis.
+``memory.embed_cache.CachedEmbedder`` on its Redis (a cache kept per tenant).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib.resources
 import os
 import threading
@@ -39,9 +38,7 @@ import anyio
 import httpx2
 import numpy as np
 import numpy.typing as npt
-import redis.asyncio as aioredis
 
-from memory import keys
 from memory.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -284,72 +281,6 @@ class DisabledEmbedder:
 
     async def aclose(self) -> None:
         return None
-
-
-# -- cache -----------------------------------------------------------------------------------------
-
-
-class CachedEmbedder:
-    """Caches ``inner``'s vectors in Redis as float32 bytes, keyed by sha256(name, text).
-
-    Only texts missing from the cache go to ``inner``, once each. Owns ``inner`` (closes it), not
-    the Redis client. Keys are read and written with non-transactional pipelines, which Redis
-    Cluster splits by slot.
-    """
-
-    def __init__(self, inner: Embedder, redis: aioredis.Redis, ttl_s: int) -> None:
-        self.dim = inner.dim
-        self.name = inner.name
-        self._inner = inner
-        self._redis = redis
-        self._ttl_s = ttl_s
-
-    def key(self, text: str) -> str:
-        digest = hashlib.sha256(f"{self.name}\x00{text}".encode()).hexdigest()
-        return keys.embedding_cache(self.name, digest)
-
-    async def embed(self, texts: Sequence[str], *, background: bool = False) -> list[list[float]]:
-        if not texts:
-            return []
-        cache_keys = [self.key(text) for text in texts]
-        cached = await self._read(cache_keys)
-        vectors: list[list[float] | None] = [
-            _decode(raw, self.dim) if raw is not None else None for raw in cached
-        ]
-        missing = list(dict.fromkeys(text for text, vec in zip(texts, vectors, strict=True) if vec is None))
-        if missing:
-            fresh = dict(zip(missing, await self._inner.embed(missing, background=background), strict=True))
-            await self._write({self.key(text): vec for text, vec in fresh.items()})
-            vectors = [fresh[text] if vec is None else vec for text, vec in zip(texts, vectors, strict=True)]
-        return cast(list[list[float]], vectors)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def _read(self, cache_keys: list[str]) -> list[bytes | None]:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in cache_keys:
-                    pipe.get(key)
-                return cast(list[bytes | None], await pipe.execute())
-        except aioredis.RedisError as exc:
-            raise StoreUnavailable(f"Redis failed reading the embedding cache: {exc}") from exc
-
-    async def _write(self, entries: dict[str, list[float]]) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, vector in entries.items():
-                    pipe.set(key, np.asarray(vector, dtype=np.float32).tobytes(), ex=self._ttl_s)
-                await pipe.execute()
-        except aioredis.RedisError as exc:
-            raise StoreUnavailable(f"Redis failed writing the embedding cache: {exc}") from exc
-
-
-def _decode(raw: bytes, dim: int) -> list[float] | None:
-    """A cached vector, or None (a miss) when its size is not ``dim`` float32s."""
-    if len(raw) != 4 * dim:
-        return None
-    return cast(list[float], np.frombuffer(raw, dtype=np.float32).tolist())
 
 
 # -- the spec --------------------------------------------------------------------------------------

@@ -62,3 +62,11 @@ async def related(conn: AsyncConnection[Any], tenant: str, ctx_id: str) -> list[
         )
     ).fetchall()
     return [(str(row[0]), float(row[1])) for row in rows]
+
+
+async def unlink(conn: AsyncConnection[Any], tenant: str, ctx_id: str) -> int:
+    """Delete every link of this context (``forget``); returns how many."""
+    cursor = await conn.execute(
+        "DELETE FROM context_links WHERE tenant = %s AND (a = %s OR b = %s)", (tenant, ctx_id, ctx_id)
+    )
+    return cursor.rowcount

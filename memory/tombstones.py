@@ -26,8 +26,9 @@ def lifetime_s(settings: Settings) -> int:
     return max(settings.stream_retention_s, settings.dedup_window_s) + MARGIN_S
 
 
-async def bury(redis: aioredis.Redis, settings: Settings, tenant: str, context_id: str, at: datetime) -> None:
-    """Mark the context forgotten at ``at`` (a later forget of it moves the mark forward only)."""
+async def bury(redis: aioredis.Redis, settings: Settings, tenant: str, context_id: str, at: datetime) -> bool:
+    """Mark the context forgotten at ``at`` (a later forget of it moves the mark forward only).
+    Returns whether it was marked already."""
     key = keys.context_forgotten(tenant, context_id)
     at_ms = int(at.timestamp() * 1000)
     async with redis.pipeline(transaction=False) as pipe:  # one key: one slot, even in Cluster
@@ -36,6 +37,12 @@ async def bury(redis: aioredis.Redis, settings: Settings, tenant: str, context_i
         previous, _ = await pipe.execute()
     if previous is not None and int(previous) > at_ms:
         await redis.set(key, int(previous), ex=lifetime_s(settings))
+    return previous is not None
+
+
+async def unbury(redis: aioredis.Redis, tenant: str, context_id: str) -> None:
+    """Take back a mark that guarded nothing (``forget`` of a context that does not exist)."""
+    await redis.delete(keys.context_forgotten(tenant, context_id))
 
 
 async def forgotten_before(

@@ -21,13 +21,13 @@ from starlette.routing import Route
 
 from memory import embed, keys
 from memory.embed import (
-    CachedEmbedder,
     DisabledEmbedder,
     Embedder,
     HttpEmbedder,
     LocalEmbedder,
     make_embedder,
 )
+from memory.embed_cache import CachedEmbedder
 from memory.errors import ConfigError, StoreUnavailable
 from memory.runtime import Runtime
 from tests.helpers import free_port
@@ -128,6 +128,9 @@ async def test_long_text_is_cut_at_256_tokens(local: LocalEmbedder) -> None:
 # -- the cache on real Redis -----------------------------------------------------------------------
 
 
+CTX_A, CTX_B, CTX_C = (f"ctx_{n:020x}" for n in (0xA, 0xB, 0xC))
+
+
 class Counting:
     """Delegates to a real embedder and records what reached it."""
 
@@ -148,44 +151,99 @@ class Counting:
 async def test_the_cache_answers_the_second_call(rt: Runtime, local: LocalEmbedder) -> None:
     counting = Counting(local)
     cached = CachedEmbedder(counting, rt.redis, ttl_s=3600)
-    texts = ["PR merged into main", "invoice payment failed"]
+    items = [("acme", CTX_A, "PR merged into main"), ("acme", CTX_B, "invoice payment failed")]
+    texts = [text for _, _, text in items]
 
-    first = await cached.embed(texts)
-    second = await cached.embed(texts)
+    first = await cached.embed_contexts(items)
+    second = await cached.embed_contexts(items)
 
     assert counting.calls == [texts]
     assert second == first
     assert np.allclose(first, await local.embed(texts), atol=1e-6)
-    key = keys.embedding_cache(local.name, hashlib.sha256(f"{local.name}\x00{texts[0]}".encode()).hexdigest())
-    assert cached.key(texts[0]) == key
+    key = keys.embedding_context("acme", CTX_A)
     raw = await rt.redis.get(key)
-    assert isinstance(raw, bytes) and len(raw) == 4 * 384
+    digest = hashlib.sha256(f"{local.name}\x00{texts[0]}".encode()).digest()
+    assert isinstance(raw, bytes) and raw[:32] == digest and len(raw) == 32 + 4 * 384
     assert 0 < await rt.redis.ttl(key) <= 3600
 
 
 async def test_only_uncached_texts_reach_the_inner_embedder(rt: Runtime, local: LocalEmbedder) -> None:
     counting = Counting(local)
     cached = CachedEmbedder(counting, rt.redis, ttl_s=60)
-    await cached.embed(["alpha", "beta"])
+    await cached.embed_contexts([("acme", CTX_A, "alpha"), ("acme", CTX_B, "beta")])
 
-    vectors = await cached.embed(["beta", "gamma", "alpha", "gamma"])
+    vectors = await cached.embed_contexts(
+        [("acme", CTX_B, "beta"), ("acme", CTX_C, "gamma"), ("acme", CTX_A, "alpha")]
+    )
 
     assert counting.calls == [["alpha", "beta"], ["gamma"]]
-    assert vectors[1] == vectors[3]
-    assert np.allclose(vectors, await local.embed(["beta", "gamma", "alpha", "gamma"]), atol=1e-6)
+    assert np.allclose(vectors, await local.embed(["beta", "gamma", "alpha"]), atol=1e-6)
     await cached.aclose()
     assert counting.calls[-1] == ["<closed>"]
+
+
+async def test_a_context_whose_text_changed_is_embedded_again(rt: Runtime, local: LocalEmbedder) -> None:
+    counting = Counting(local)
+    cached = CachedEmbedder(counting, rt.redis, ttl_s=60)
+    await cached.embed_contexts([("acme", CTX_A, "opened")])
+
+    (vector,) = await cached.embed_contexts([("acme", CTX_A, "opened, then merged")])
+
+    assert counting.calls == [["opened"], ["opened, then merged"]]
+    assert np.allclose(vector, (await local.embed(["opened, then merged"]))[0], atol=1e-6)
+
+
+async def test_tenants_never_share_a_cached_vector(rt: Runtime, local: LocalEmbedder) -> None:
+    counting = Counting(local)
+    cached = CachedEmbedder(counting, rt.redis, ttl_s=60)
+    await cached.embed_contexts([("acme", CTX_A, "the same text")])
+    await cached.embed_query("acme", "the same query")
+
+    await cached.embed_contexts([("globex", CTX_A, "the same text")])
+    await cached.embed_query("globex", "the same query")
+    await cached.embed_query("acme", "the same query")  # acme's own: a hit
+
+    assert counting.calls == [["the same text"], ["the same query"], ["the same text"], ["the same query"]]
+    names = sorted([name.decode() async for name in rt.redis.scan_iter(match="hl:*emb*")])
+    query_digest = hashlib.sha256(f"{local.name}\x00the same query".encode()).hexdigest()
+    assert names == sorted(
+        [
+            keys.embedding_context("acme", CTX_A),
+            keys.embedding_context("globex", CTX_A),
+            keys.embedding_query("acme", query_digest),
+            keys.embedding_query("globex", query_digest),
+        ]
+    )
+
+
+async def test_a_forgotten_context_is_not_cached(rt: Runtime, local: LocalEmbedder) -> None:
+    """An embedding that was being made while ``forget`` ran must not outlive it in the cache."""
+    cached = CachedEmbedder(Counting(local), rt.redis, ttl_s=60)
+    await rt.redis.set(keys.context_forgotten("acme", CTX_A), 1)
+
+    (vector,) = await cached.embed_contexts([("acme", CTX_A, "erased a moment ago")])
+
+    assert len(vector) == 384
+    assert await rt.redis.exists(keys.embedding_context("acme", CTX_A)) == 0
 
 
 async def test_a_cached_vector_of_the_wrong_size_is_a_miss(rt: Runtime, local: LocalEmbedder) -> None:
     counting = Counting(local)
     cached = CachedEmbedder(counting, rt.redis, ttl_s=60)
-    await rt.redis.set(cached.key("stale"), b"\x00" * 16)
+    await rt.redis.set(keys.embedding_context("acme", CTX_A), cached.digest("stale") + b"\x00" * 16)
 
-    (vector,) = await cached.embed(["stale"])
+    (vector,) = await cached.embed_contexts([("acme", CTX_A, "stale")])
 
     assert counting.calls == [["stale"]]
     assert len(vector) == 384
+
+
+async def test_without_a_tenant_nothing_is_cached(rt: Runtime, local: LocalEmbedder) -> None:
+    cached = CachedEmbedder(Counting(local), rt.redis, ttl_s=60)
+
+    await cached.embed(["no tenant, no cache"])
+
+    assert [name async for name in rt.redis.scan_iter(match="hl:*emb*")] == []
 
 
 # -- an OpenAI-compatible server -------------------------------------------------------------------
