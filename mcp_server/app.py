@@ -33,12 +33,15 @@ from ingest.maintenance import run_maintenance, watch_pressure
 from ingest.retry import RetryPolicies, RetryPolicy
 from ingest.stream import all_streams, producer_for
 from ingest.worker import Worker, WorkerConfig, audit_handler, context_handler, index_handler
-from mcp_server.auth import BearerAuth
+from mcp_server.auth import Authenticator, BearerAuth, FailureLimit
+from mcp_server.hosts import HostGuard, host_policy
 from mcp_server.server import build_mcp
+from mcp_server.sessions import SessionGate, Sessions, http_session_manager
 from mcp_server.subscriptions import UpdateHub
 from mcp_server.websocket import McpWebSocket
 from memory import keys
-from memory.errors import HooklineError, StoreUnavailable
+from memory.errors import StoreUnavailable
+from memory.failures import OUTAGES, unit_failed
 from memory.forget import forget
 from memory.keys import AUDIT_GROUP, CONTEXT_GROUP, INDEX_GROUP
 from memory.ledger import Ledger
@@ -150,15 +153,15 @@ def create_app(
             ledger = Ledger(rt.db)
             await ledger.register_schema(envelope.SCHEMA_VERSION, envelope.descriptor())
             acceptor = Acceptor(settings, producer, ledger, redact=redact)
-            state.intake = Intake(settings, SourceStore(rt.db), acceptor)
+            state.intake = Intake(settings, SourceStore.for_runtime(rt), acceptor)
             updates = UpdateHub(rt.redis)
             mcp = build_mcp(service, settings.tenant, acceptor=acceptor, updates=updates)
-            mcp.streamable_http_app(host=settings.host)  # builds the session manager
+            sessions = Sessions(settings.max_sessions_per_tenant)  # /mcp and /ws, per tenant
+            session_manager = http_session_manager(mcp, sessions)
             tokens = TokenStore(rt.db) if settings.auth_enabled else None
-            state.mcp_http = BearerAuth(StreamableHTTPASGIApp(mcp.session_manager), tokens, settings.tenant)
-            state.mcp_ws = McpWebSocket(
-                mcp, tokens, settings.tenant, security=mcp.session_manager.security_settings
-            )
+            auth = Authenticator(tokens, settings.tenant, FailureLimit(settings.auth_failures_per_minute))
+            state.mcp_http = BearerAuth(SessionGate(StreamableHTTPASGIApp(session_manager), sessions), auth)
+            state.mcp_ws = McpWebSocket(mcp, auth, sessions)
             if "worker" in serving:
                 state.workers = await _workers(rt, service, ledger, workers, groups)
             if "worker" in serving and INDEX_GROUP in groups and rt.embedder is not None:
@@ -167,6 +170,9 @@ def create_app(
                 tasks.start_soon(producer.run, name="stream-producer")
                 if "mcp" in serving:  # subscribed before the first session can subscribe
                     await tasks.start(updates.run, name="update-hub")
+                if "mcp" in serving and tokens is not None:
+                    tasks.start_soon(sessions.watch_revocations, tokens, name="token-revocations")
+                    tasks.start_soon(tokens.run_usage_writer, name="token-usage")
                 reads = service.reads
                 reads_done = anyio.Event()
                 if reads is not None:
@@ -194,7 +200,7 @@ def create_app(
                     name = f"worker:{worker.config.group}:{worker.name}"
                     tasks.start_soon(_run_then_set, worker.run, finished, name=name)
                 try:
-                    async with mcp.session_manager.run():
+                    async with session_manager.run():
                         _settle_heap()
                         log.info("serve.ready", host=settings.host, port=settings.port, roles=sorted(serving))
                         yield
@@ -232,8 +238,9 @@ def create_app(
     if "intake" in serving:
         routes.append(Route("/hooks/{source}", _HooksEndpoint(state), methods=["POST"]))
     if "mcp" in serving:
-        routes.append(Route("/mcp", _McpEndpoint(state), methods=["GET", "POST", "DELETE"]))
-        routes.append(WebSocketRoute("/ws", _McpWebSocketEndpoint(state)))
+        hosts = host_policy(settings)  # wraps every route a browser could be tricked into (HTML too)
+        routes.append(Route("/mcp", HostGuard(_McpEndpoint(state), hosts), methods=["GET", "POST", "DELETE"]))
+        routes.append(WebSocketRoute("/ws", HostGuard(_McpWebSocketEndpoint(state), hosts)))
     return Starlette(routes=routes, lifespan=lifespan)
 
 
@@ -280,16 +287,17 @@ async def _retry_policies(rt: Runtime) -> RetryPolicies:
     per_source: dict[str, RetryPolicy] = {}
     for source in await SourceStore(rt.db).list():
         options = source.options
-        if not any(key.startswith("retry_") for key in options):
+        if options is None:  # its deliveries are refused (503) until it is fixed; its events retry as usual
+            log.error("retry.bad_options", source=source.name, error=source.problem)
             continue
-        try:
-            per_source[source.name] = RetryPolicy(
-                base_s=float(options.get("retry_base_s", default.base_s)),
-                cap_s=float(options.get("retry_cap_s", default.cap_s)),
-                max_attempts=int(options.get("retry_max_attempts", default.max_attempts)),
-            )
-        except (TypeError, ValueError):
-            log.error("retry.bad_options", source=source.name, options=options)
+        base_s, cap_s, attempts = options.retry_base_s, options.retry_cap_s, options.retry_max_attempts
+        if base_s is None and cap_s is None and attempts is None:
+            continue
+        per_source[source.name] = RetryPolicy(
+            base_s=default.base_s if base_s is None else base_s,
+            cap_s=default.cap_s if cap_s is None else cap_s,
+            max_attempts=default.max_attempts if attempts is None else attempts,
+        )
     return RetryPolicies(default=default, per_source=per_source)
 
 
@@ -300,8 +308,10 @@ async def _run_lifecycle(lifecycle: Lifecycle, service: MemoryService) -> None:
         try:
             await lifecycle.run_pass()
             await service.refresh_embeddings()
-        except (HooklineError, aioredis.RedisError, psycopg.Error, OSError) as exc:
+        except OUTAGES as exc:
             log.error("lifecycle.pass_failed", error=str(exc))
+        except Exception as exc:  # the loop's boundary: each context has its own inside the pass
+            unit_failed("lifecycle-pass", exc)
         await anyio.sleep(LIFECYCLE_EVERY_S)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from memory.ids import check_context_id, check_source, check_tenant, is_name
+from memory.ids import check_context_id, check_name, check_principal, check_source, check_tenant, is_name
 
 ROOT = "hl"
 
@@ -43,6 +43,14 @@ def dedup_window(partition: int, tenant: str, source: str, dedup_key: str) -> st
     check_tenant(tenant)
     check_source(source)
     return f"{ROOT}:{{p{partition}}}:dedup:{tenant}:{source}:{dedup_key}"
+
+
+def dedup_body(partition: int, tenant: str, source: str, digest: str) -> str:
+    """String with the window's TTL: the sha256 (hex) of a body this source delivered, for sources
+    whose signature dates nothing; set by the same script as the window key, in the same slot."""
+    check_tenant(tenant)
+    check_source(source)
+    return f"{ROOT}:{{p{partition}}}:dedup-body:{tenant}:{source}:{digest}"
 
 
 def context(tenant: str, context_id: str) -> str:
@@ -146,27 +154,66 @@ def zstd_sample_pool(source: str) -> str:
     return f"{ROOT}:zdict-pool:{source}"
 
 
-def embedding_cache(name: str, digest: str) -> str:
-    """String: a cached embedding (float32 bytes) of the text whose sha256 is ``digest``.
+def zstd_members(source: str) -> str:
+    """Hash: id of a dictionary trained for this source → the first event id of each of its training
+    samples (newline-separated): which contexts a dictionary may hold text of (``forget``)."""
+    check_source(source)
+    return f"{ROOT}:zdict-members:{source}"
 
-    Untagged on purpose: the cache spreads over every Cluster slot (it is read with pipelines).
-    """
-    return f"{ROOT}:emb:{name}:{digest}"
+
+def zstd_retired() -> str:
+    """Set: ids of dictionaries that ``forget`` retired; nothing is compressed with them any more."""
+    return f"{ROOT}:zdict-retired"
+
+
+def embedding_context(tenant: str, context_id: str) -> str:
+    """String (with a TTL): the cached embedding of this context's text, as the sha256 of the
+    embedder's name and the text (32 bytes) followed by the vector (float32 bytes). One per context,
+    in the context's slot: ``forget`` deletes it with the context's other keys, and no tenant ever
+    reads another's vector."""
+    check_tenant(tenant)
+    check_context_id(context_id)
+    return f"{ROOT}:{{c:{tenant}:{context_id}}}:emb"
+
+
+def embedding_query(tenant: str, digest: str) -> str:
+    """String (with a TTL): a cached query embedding (float32 bytes) of this tenant; ``digest`` is the
+    sha256 (hex) of the embedder's name and the query. Untagged on purpose: the query cache spreads
+    over every Cluster slot (it is read one key at a time)."""
+    check_tenant(tenant)
+    if len(digest) != 64 or not all(char in "0123456789abcdef" for char in digest):
+        raise ValueError(f"an embedding digest is 64 lower-case hex digits, got {digest[:80]!r}")
+    return f"{ROOT}:emb:q:{tenant}:{digest}"
 
 
 def prewarm_last(tenant: str, agent: str) -> str:
     """String: the context this agent read last (for transition counts)."""
     check_tenant(tenant)
-    check_source(agent)
+    check_name(agent, "an agent name")
     return f"{ROOT}:{{t:{tenant}}}:pw:last:{agent}"
 
 
 def prewarm_transitions(tenant: str, agent: str, context_id: str) -> str:
     """Hash: next context id → how often this agent read it right after ``context_id``."""
     check_tenant(tenant)
-    check_source(agent)
+    check_name(agent, "an agent name")
     check_context_id(context_id)
     return f"{ROOT}:{{t:{tenant}}}:pw:next:{agent}:{context_id}"
+
+
+def prewarm_agents(tenant: str) -> str:
+    """Set: the agents whose reads the pre-warmer learned from in this tenant (``forget`` visits them)."""
+    check_tenant(tenant)
+    return f"{ROOT}:{{t:{tenant}}}:pw:agents"
+
+
+def prewarm_previous(tenant: str, agent: str, context_id: str) -> str:
+    """Set: the contexts whose ``prewarm_transitions`` hash (this agent's) counts ``context_id``: the
+    reverse index that lets ``forget`` remove a context from the others' transitions."""
+    check_tenant(tenant)
+    check_name(agent, "an agent name")
+    check_context_id(context_id)
+    return f"{ROOT}:{{t:{tenant}}}:pw:prev:{agent}:{context_id}"
 
 
 def prewarm_hours(tenant: str, context_id: str) -> str:
@@ -181,3 +228,11 @@ def prewarmed(tenant: str, context_id: str) -> str:
     check_tenant(tenant)
     check_context_id(context_id)
     return f"{ROOT}:{{t:{tenant}}}:pw:warmed:{context_id}"
+
+
+def tool_rate(tenant: str, principal: str, tool: str) -> str:
+    """String (a GCRA "theoretical arrival time", ms, with a TTL): this principal's budget for a tool."""
+    check_tenant(tenant)
+    check_principal(principal)
+    check_name(tool, "a tool name")
+    return f"{ROOT}:{{t:{tenant}}}:rate:{principal}:{tool}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,9 @@ import structlog
 
 from memory import keys, links, search, tombstones
 from memory.compose import Composition, compose
+from memory.embed_cache import embed_contexts, embed_query
 from memory.errors import InvalidArgument, NotFound, StoreUnavailable
+from memory.failures import OUTAGES, unit_failed
 from memory.ids import context_id, head_key
 from memory.lifecycle import Lifecycle
 from memory.mappers.base import MappingError, mapper_for
@@ -50,6 +52,26 @@ def _aware(moment: datetime | None, fallback: datetime) -> datetime:
     if moment is None:
         return fallback
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+def _storable(mapped: MappedEvent) -> MappedEvent:
+    """``mapped`` with NUL replaced in every text that reaches PostgreSQL (the index, the cold
+    tier's summaries, roll-ups): PostgreSQL text refuses NUL, which a payload string may carry."""
+    return replace(
+        mapped,
+        subject=_no_nul(mapped.subject),
+        kind=_no_nul(mapped.kind),
+        title=_no_nul(mapped.title),
+        text=_no_nul(mapped.text),
+        url=None if mapped.url is None else _no_nul(mapped.url),
+        state=None if mapped.state is None else _no_nul(mapped.state),
+        actors=tuple(_no_nul(actor) for actor in mapped.actors),
+        labels=tuple(_no_nul(label) for label in mapped.labels),
+    )
 
 
 def _check_limit(limit: int) -> int:
@@ -131,7 +153,7 @@ class MemoryService:
         due = sorted(texts)
         if not due:
             return
-        vectors = await embedder.embed([texts[c] for c in due], background=True)
+        vectors = await embed_contexts(embedder, [(*c, texts[c]) for c in due], background=True)
         await index.store_embeddings(
             conn, [(c, search.to_pgvector(v)) for c, v in zip(due, vectors, strict=True)]
         )
@@ -146,8 +168,27 @@ class MemoryService:
             if not self._vectors or self.rt.embedder is None:
                 return 0
             stale = await index.stale_embeddings(conn, limit)
-            await self._embed(conn, stale)
+            try:
+                await self._embed(conn, stale)
+            except OUTAGES:
+                raise
+            except Exception as exc:  # a batch's own failure: find the contexts it was about
+                unit_failed("embeddings", exc, contexts=len(stale))
+                await self._embed_each(conn, stale)
         return len(stale)
+
+    async def _embed_each(
+        self, conn: psycopg.AsyncConnection[Any], contexts: Sequence[tuple[str, str]]
+    ) -> None:
+        """One context at a time: those that fail on their own are set aside and retried later."""
+        for tenant, ctx_id in contexts:
+            try:
+                await self._embed(conn, [(tenant, ctx_id)])
+            except OUTAGES:
+                raise
+            except Exception as exc:
+                unit_failed("embeddings", exc, tenant=tenant, context_id=ctx_id)
+                await index.embedding_failed(conn, [(tenant, ctx_id)])
 
     def _plans(
         self, events: Sequence[Event]
@@ -164,12 +205,14 @@ class MemoryService:
         return plans, rejected
 
     def _plan(self, event: Event, mapped: MappedEvent) -> tuple[HotWrite, index.IndexWrite]:
+        mapped = _storable(mapped)  # the one place mapped events become writes
+        event_type = _no_nul(event.event_type)  # the intake refuses these; older entries may hold them
         ctx_id = context_id(event.tenant, mapped.subject)
         occurred = _aware(mapped.occurred_at, event.received_at)
         order = head_key(int(occurred.timestamp() * 1000), event.id)
         context_event = ContextEvent(
             id=event.id,
-            event_type=event.event_type,
+            event_type=event_type,
             text=mapped.text,
             occurred_at=occurred,
             received_at=event.received_at,
@@ -192,7 +235,7 @@ class MemoryService:
             context_id=ctx_id,
             event_id=event.id,
             source=event.source,
-            event_type=event.event_type,
+            event_type=event_type,
             text=mapped.text,
             received_at=event.received_at,
             occurred_at=occurred,
@@ -357,7 +400,7 @@ class MemoryService:
                 found_in.update(await search.origins(conn, tenant, [row["id"] for row in text]))
 
         async def by_vector() -> None:
-            query_vector = await self._query_vector(query)
+            query_vector = await self._query_vector(tenant, query)
             if query_vector:
                 async with self._conn() as conn:
                     vector.extend(await search.vector_candidates(conn, tenant, query_vector, filters))
@@ -372,7 +415,7 @@ class MemoryService:
             raise group.exceptions[0] from None
         return text, vector, found_in
 
-    async def _query_vector(self, query: str) -> list[float] | None:
+    async def _query_vector(self, tenant: str, query: str) -> list[float] | None:
         embedder = self.rt.embedder
         if embedder is None or not query.strip():
             return None
@@ -381,7 +424,7 @@ class MemoryService:
                 self._vectors = await search.has_vectors(conn)
         if not self._vectors:
             return None
-        return (await embedder.embed([query]))[0]
+        return await embed_query(embedder, tenant, query)
 
     async def compose_context(self, tenant: str, query: str, max_tokens: int) -> Composition:
         """The most useful context for ``query`` within ``max_tokens``: the best in full, the rest as

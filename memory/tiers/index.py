@@ -104,7 +104,7 @@ WHERE NOT EXISTS (SELECT 1 FROM updated)
 
 _SUMMARY_COLUMNS = (
     "id, tenant, source, subject, kind, title, summary, tier, state, url, importance, event_count, "
-    "created_at, updated_at"
+    "created_at, updated_at, summary_by"
 )
 
 
@@ -275,8 +275,20 @@ async def embedding_texts(
 async def store_embeddings(conn: AsyncConnection[Any], rows: Sequence[tuple[tuple[str, str], str]]) -> None:
     async with conn.cursor() as cur:
         await cur.executemany(
-            "UPDATE contexts SET embedding = %s::vector, embedded_at = now() WHERE tenant = %s AND id = %s",
+            "UPDATE contexts SET embedding = %s::vector, embedded_at = now(), embed_failed_at = NULL, "
+            "embed_failures = 0 WHERE tenant = %s AND id = %s",
             [(vector, tenant, ctx_id) for (tenant, ctx_id), vector in rows],
+        )
+
+
+async def embedding_failed(conn: AsyncConnection[Any], contexts: Sequence[tuple[str, str]]) -> None:
+    """These contexts' embeddings failed on their own: they wait (15 minutes, doubling with each
+    failure) before they are due again, so that the rest is embedded meanwhile."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE contexts SET embed_failed_at = now(), embed_failures = embed_failures + 1 "
+            "WHERE tenant = %s AND id = %s",
+            list(contexts),
         )
 
 
@@ -289,6 +301,8 @@ async def stale_embeddings(conn: AsyncConnection[Any], limit: int) -> list[tuple
             SELECT tenant, id FROM contexts
             WHERE (embedded_at IS NULL OR embedded_at < touched_at)
               AND (embedded_at IS NULL OR embedded_at < now() - interval '{EMBED_EVERY_S} seconds')
+              AND (embed_failed_at IS NULL OR embed_failed_at
+                   < now() - make_interval(mins => 15 * power(2, least(embed_failures - 1, 6))::int))
             ORDER BY embedded_at IS NOT NULL, touched_at LIMIT %s
             """,
             (limit,),

@@ -379,3 +379,19 @@ def test_every_context_key_refuses_an_id_the_rule_refuses(ctx_id: str) -> None:
         with pytest.raises(InvalidIdentifier):
             build("acme", ctx_id)
     assert keys.context("acme", "ctx_" + "ab" * 10) == "hl:{c:acme:ctx_" + "ab" * 10 + "}:ctx"
+
+
+async def test_forgetting_an_id_nobody_uses_leaves_nothing_behind(machine_rt: Runtime, tenant: str) -> None:
+    """A loop of forgets of made-up (well-formed) ids must not fill Redis with tombstones."""
+    service = MemoryService(machine_rt)
+    before = await _redis_state(machine_rt)
+    made_up = ["ctx_" + secrets.token_hex(10) for _ in range(5)]
+    async with Client(build_mcp(service, tenant)) as client:
+        for ctx_id in made_up:
+            result = await client.call_tool("forget", {"id": ctx_id})
+            assert result.is_error and "NotFound" in result.content[0].text  # type: ignore[union-attr]
+    after = await _redis_state(machine_rt)
+    new_keys = {key for key in after if key not in before}
+    assert all(b":rate:" in key for key in new_keys), new_keys  # only the caller's rate budget
+    for ctx_id in made_up:
+        assert not await machine_rt.redis.exists(keys.context_forgotten(tenant, ctx_id))

@@ -376,7 +376,7 @@ async def test_resources_list_and_read_as_json(machine_rt: Runtime, tenant: str)
         read = await client.read_resource(f"hookline://context/{ctx_id}")
         context = orjson.loads(read.contents[0].text)["untrusted_data"]
         assert context["id"] == ctx_id and context["events"]
-        with pytest.raises(MCPError, match="NotFound|no context"):
+        with pytest.raises(MCPError, match=r"NotFound|no context"):
             await client.read_resource("hookline://context/ctx_" + "0" * 20)
         with pytest.raises(MCPError, match="InvalidIdentifier"):
             await client.read_resource("hookline://context/ctx_missing")
