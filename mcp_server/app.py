@@ -241,7 +241,20 @@ def create_app(
         hosts = host_policy(settings)  # wraps every route a browser could be tricked into (HTML too)
         routes.append(Route("/mcp", HostGuard(_McpEndpoint(state), hosts), methods=["GET", "POST", "DELETE"]))
         routes.append(WebSocketRoute("/ws", HostGuard(_McpWebSocketEndpoint(state), hosts)))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=ROUTING_ERRORS)
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    return error(404, "not_found", "no route for this path")
+
+
+async def _wrong_method(request: Request, exc: Exception) -> Response:
+    allowed = getattr(exc, "headers", None)  # Starlette's HTTPException carries the Allow header
+    return error(405, "method_not_allowed", f"{request.method} is not allowed here", allowed)
+
+
+# Requests no route takes still get the JSON error body every other refusal has (DESIGN invariant 6).
+ROUTING_ERRORS = {404: _no_route, 405: _wrong_method}
 
 
 def _settle_heap() -> None:
