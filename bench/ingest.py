@@ -1,8 +1,9 @@
 """Webhook intake throughput and latency: ``hookline serve --roles api`` against a bare Starlette app.
 
-Both get the same wrk load: signed GitHub deliveries (bodies from tests/fixtures/github), each with its
-own X-GitHub-Delivery, so every request takes Hookline's full path to one XADD. Then the streams must
-hold exactly the deliveries Hookline accepted, with no 5xx.
+Both get the same wrk load: GitHub deliveries (bodies from tests/fixtures/github), each with its own
+X-GitHub-Delivery and its own raw body, signed for it, so none is a duplicate (intake also dedups on the
+body's sha256) and every request takes Hookline's full path to one XADD. Then the streams must hold
+exactly the deliveries Hookline accepted (202), with no duplicates and no 5xx.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
+import itertools
 import os
 import re
 import signal
@@ -37,27 +39,40 @@ BIN = Path(sys.executable).parent
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"  # db 14 is reserved for this bench: it is flushed
 SOURCE = "bench"
 
+# Each body ends in PAD_DIGITS characters of JSON whitespace spelling its index in base 4, so every raw
+# body (and its sha256) differs while the payload parses the same. WRK_SCRIPT maps digits as PAD does.
+PAD = b" \t\n\r"
+PAD_DIGITS = 12  # 4**12: 16.7 M distinct bodies per fixture
+
 # wrk's Lua: every thread reads the request file and keeps every `step`-th delivery from offset `tid`,
-# so no two connections send the same delivery; done() prints the figures as one JSON line.
+# so no two connections send the same delivery. A request is its fixture's head, the delivery's id and
+# signature, the fixture's body and the delivery's padding: concatenation only, no hashing in Lua.
+# done() prints the figures as one JSON line.
 WRK_SCRIPT = r"""
 local count = 0
+local PAD = {["0"] = " ", ["1"] = "\t", ["2"] = "\n", ["3"] = "\r"}
 function setup(thread) thread:set("tid", count); count = count + 1 end
 function init(args)
   local f, step, n = assert(io.open(args[1], "rb")), tonumber(args[2]), -1
-  heads, bodies, picks, ids, pos = {}, {}, {}, {}, 0
+  heads, bodies, picks, tails, pads, pos = {}, {}, {}, {}, {}, 0
   for i = 1, tonumber(f:read("*l")) do
     local hlen, blen = f:read("*l"):match("^(%d+) (%d+)$")
     heads[i], bodies[i] = f:read(tonumber(hlen)), f:read(tonumber(blen))
   end
   for line in f:lines() do
     n = n + 1
-    local i, id = line:match("^(%d+) (%S+)$")
-    if n % step == tid then picks[#picks + 1], ids[#ids + 1] = tonumber(i), id end
+    if n % step == tid then
+      local i, id, signature, digits = line:match("^(%d+) (%x+) (%x+) ([0-3]+)$")
+      picks[#picks + 1] = tonumber(i)
+      tails[#tails + 1] = id .. "\r\nX-Hub-Signature-256: sha256=" .. signature .. "\r\n\r\n"
+      pads[#pads + 1] = (digits:gsub("%d", PAD))
+    end
   end
 end
 function request()
-  pos = pos % #ids + 1
-  return heads[picks[pos]] .. ids[pos] .. "\r\n\r\n" .. bodies[picks[pos]]
+  pos = pos % #picks + 1
+  local t = picks[pos]
+  return heads[t] .. tails[pos] .. bodies[t] .. pads[pos]
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -94,10 +109,16 @@ class Check:
             found.append(f"the server sent {sent:,} answers but wrk read {result.requests:,}")
         if server_errors := sum(n for code, n in self.answers.items() if code >= 500):
             found.append(f"{server_errors:,} answers were 5xx")
+        # Beyond the cut-off 400s, a 4xx means the load is wrong (401: a bad signature, 429: rate limited).
+        if (rejected := sum(n for code, n in self.answers.items() if 400 <= code < 500)) > connections:
+            found.append(f"{rejected:,} answers were 4xx")
         if not accepted:
             found.append("no delivery was accepted")
-        if self.answers[200] or result.requests > deliveries:
-            found.append("deliveries repeated, so duplicates were measured: raise --deliveries")
+        # Every delivery has its own id and its own body, so not one should be a duplicate (200).
+        if duplicates := self.answers[200]:
+            wrapped = result.requests > deliveries
+            cause = "wrk went round the request file: raise --deliveries" if wrapped else "a body repeats"
+            found.append(f"{duplicates:,} answers were 200 duplicate ({cause})")
         return found
 
 
@@ -111,7 +132,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="only the default db is flushed")
     parser.add_argument("--database-url", default="", help="default: embedded PostgreSQL in a temp dir")
     parser.add_argument("--profile", metavar="SVG", help="py-spy record hookline into SVG (.txt: raw)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.deliveries = args.deliveries or 30_000 * args.seconds
+    if not 0 < args.deliveries <= len(PAD) ** PAD_DIGITS:
+        parser.error(f"--deliveries must be within 1..{len(PAD) ** PAD_DIGITS:,} (distinct paddings)")
+    return args
 
 
 def load_bodies() -> list[tuple[str, bytes]]:
@@ -136,23 +161,39 @@ def builtin_pull_request() -> bytes:
 
 
 def write_requests(path: Path, secret: str, count: int) -> float:
-    """The wrk request file: one template per body (every header but the delivery id), then ``count``
-    lines of ``<template> <delivery uuid>``. Returns the mean body size in KB."""
+    """The wrk request file: one template per fixture (its headers up to the delivery id, with a
+    Content-Length that counts the padding, then its body), then ``count`` lines of ``<template>
+    <delivery uuid> <hex signature> <padding digits>``. Returns the mean body size in KB."""
     templates: list[tuple[bytes, bytes]] = []
     for event, body in load_bodies():
-        signature = hmac.new(secret.encode(), body, "sha256").hexdigest()
         head = (
             f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nX-GitHub-Event: {event}\r\n"
-            f"X-GitHub-Hook-ID: 1\r\nX-Hub-Signature-256: sha256={signature}\r\nX-GitHub-Delivery: "
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + PAD_DIGITS}\r\n"
+            f"X-GitHub-Event: {event}\r\nX-GitHub-Hook-ID: 1\r\nX-GitHub-Delivery: "
         )
         templates.append((head.encode(), body))
+    macs = [hmac.new(secret.encode(), body, "sha256") for _, body in templates]
     with path.open("wb") as out:
         out.write(b"%d\n" % len(templates))
-        for head_bytes, body in templates:
-            out.write(b"%d %d\n%s%s" % (len(head_bytes), len(body), head_bytes, body))
-        out.writelines(b"%d %s\n" % (1 + i % len(templates), uuid.uuid4().hex.encode()) for i in range(count))
-    return sum(len(body) for _, body in templates) / len(templates) / 1024
+        for head, body in templates:
+            out.write(b"%d %d\n%s%s" % (len(head), len(body), head, body))
+        out.writelines(delivery_lines(macs, count))
+    return sum(len(body) + PAD_DIGITS for _, body in templates) / len(templates) / 1024
+
+
+def delivery_lines(macs: list[hmac.HMAC], count: int) -> Iterator[bytes]:
+    """A line per delivery, round the templates; delivery ``i`` is padded with ``i`` in base 4. Each
+    fixture's HMAC has already read its body, so a copy of it signs a delivery by reading the padding:
+    signing costs the same whatever the body's size."""
+    half = PAD_DIGITS // 2  # the padding is two halves, looked up in tables of 4**half entries
+    digits = [bytes(d) for d in itertools.product(b"0123", repeat=half)]  # in base-4 order
+    pads = [d.translate(bytes.maketrans(b"0123", PAD)) for d in digits]
+    for i in range(count):
+        high, low = divmod(i, len(digits))
+        mac = macs[i % len(macs)].copy()
+        mac.update(pads[high] + pads[low])
+        signature, delivery = mac.hexdigest().encode(), uuid.uuid4().hex.encode()
+        yield b"%d %s %s %s%s\n" % (1 + i % len(macs), delivery, signature, digits[high], digits[low])
 
 
 def free_port() -> int:
@@ -238,9 +279,9 @@ def bench_hookline(work: Path, args: argparse.Namespace, secret: str) -> tuple[R
     client = redis.Redis.from_url(args.redis_url)
     if args.redis_url == DEFAULT_REDIS:
         client.flushdb()
-    add = [str(BIN / "hookline"), "source", "add", SOURCE, "--provider", "github", "--secret", secret]
+    add = [str(BIN / "hookline"), "source", "add", SOURCE, "--provider", "github", "--secret", "-"]
     quiet = {"HOOKLINE_LOG_LEVEL": "warning", "PYTHONWARNINGS": "ignore"}  # failures still reach stderr
-    subprocess.run(add, env=env | quiet, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(add, env=env | quiet, check=True, stdout=subprocess.DEVNULL, input=secret, text=True)
     port = args.port or free_port()
     argv = [str(BIN / "hookline"), "serve", "--port", str(port), "--roles", "api"]
     with running("hookline", argv, env, port, work / "hookline.log") as pid:
@@ -276,14 +317,17 @@ def report(args: argparse.Namespace, bare: Result, hook: Result, check: Check, b
 
 def main() -> int:
     args = parse_args()
-    args.deliveries = args.deliveries or 30_000 * args.seconds
     # SIGTERM unwinds like Ctrl-C, so the servers (and the embedded PostgreSQL) are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     secret = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
         work = Path(tmp)
         (work / "deliveries.lua").write_text(WRK_SCRIPT)
+        started = time.perf_counter()
         body_kb = write_requests(work / "requests.txt", secret, args.deliveries)
+        size_mb = (work / "requests.txt").stat().st_size / 1e6
+        elapsed = time.perf_counter() - started
+        print(f"request file: {args.deliveries:,} signed deliveries, {size_mb:.0f} MB in {elapsed:.1f} s")
         print(f"bench dir {work}; bare starlette, then hookline, {args.seconds} s each ...", flush=True)
         bare = bench_bare(work, args)
         hook, check = bench_hookline(work, args, secret)
