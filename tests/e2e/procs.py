@@ -46,7 +46,9 @@ HOOKLINE = str(Path(sys.executable).with_name("hookline"))
 TENANT = "default"
 PARTITIONS = 4
 SOURCES = ("gh-a", "gh-b", "gh-c", "gh-d")  # four sources, so that every partition gets work
-TRACEBACK = b"Traceback (most recent call last)"
+# An unhandled exception prints a raw traceback at the start of a line. A unit failure that the code
+# handled (memory.failures) is logged as one JSON line, its traceback escaped inside a string.
+TRACEBACK = b"\nTraceback (most recent call last)"
 
 
 # -- the stores ----------------------------------------------------------------------------------
@@ -232,12 +234,13 @@ class Server:
         was written since the last call, so it is cheap to poll."""
         if self._crash_at is None and self.log_path.exists():
             with self.log_path.open("rb") as log:
-                log.seek(max(0, self._scanned - len(TRACEBACK)))
+                start = max(0, self._scanned - len(TRACEBACK))
+                log.seek(start)
                 chunk = log.read()
-                at = chunk.find(TRACEBACK)
+                at = 0 if start == 0 and chunk.startswith(TRACEBACK[1:]) else chunk.find(TRACEBACK)
                 if at >= 0:
-                    self._crash_at = max(0, self._scanned - len(TRACEBACK)) + at
-                self._scanned = max(0, self._scanned - len(TRACEBACK)) + len(chunk)
+                    self._crash_at = start + at
+                self._scanned = start + len(chunk)
         if self._crash_at is None:
             return None
         with self.log_path.open("rb") as log:
