@@ -20,7 +20,7 @@ from ingest.accept import Acceptor
 from ingest.metrics import INTAKE_SECONDS, WEBHOOKS
 from ingest.policy import check_object
 from ingest.providers import provider_for
-from ingest.providers.base import Challenge, MalformedRequest, Provider, VerificationError
+from ingest.providers.base import Challenge, MalformedRequest, VerificationError
 from ingest.ratelimit import RateLimiter, retry_after
 from memory.errors import StoreUnavailable, UnknownSource
 from memory.ids import is_name
@@ -113,7 +113,7 @@ class Intake:
         except Challenge as exc:  # a verified handshake (Slack url_verification): answer, store nothing
             return self._count(name, JSONResponse(exc.body, status_code=200))
         # Nothing signed dates this body: a replay of it under a fresh delivery id must be a duplicate.
-        undated = None if _signs_timestamp(provider, source) else body
+        undated = None if provider.signs_timestamp(source) else body
         return await self._enqueue(source, headers, json_body, payload, event_type, delivery, undated)
 
     async def _enqueue(
@@ -179,12 +179,6 @@ def _parse(body: bytes, content_type: str) -> tuple[dict[str, Any], bytes]:
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"body is not valid JSON (UTF-8): {exc}") from exc
     return check_object(payload), body
-
-
-def _signs_timestamp(provider: Provider, source: Source) -> bool:
-    if provider.name == "generic":  # only when the source names a timestamp header
-        return source.options.timestamp_header is not None
-    return provider.signs_timestamp
 
 
 def _rate(source: Source) -> float | None:

@@ -43,9 +43,10 @@ class Challenge(Exception):
 
 class Provider(Protocol):
     name: str
+
     # Does the signature cover a timestamp (checked against ``tolerance``)? If not, a captured body
     # could be replayed under a fresh delivery id, so dedup also keys on the body's hash.
-    signs_timestamp: bool
+    def signs_timestamp(self, source: Source) -> bool: ...
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         """Return if one of the source's secrets signed this body; raise VerificationError otherwise."""

@@ -36,7 +36,9 @@ DELIVERY_HEADER = "x-delivery-id"
 
 class Generic:
     name = GENERIC_PROVIDER
-    signs_timestamp = False  # unless the source sets timestamp_header (ingest.intake checks)
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return source.options.timestamp_header is not None  # signed as "<timestamp>.<body>"
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         options = source.options

@@ -20,7 +20,9 @@ SIGNATURE_HEADER = "x-hub-signature-256"
 
 class GitHub:
     name = "github"
-    signs_timestamp = False
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return False
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

@@ -28,7 +28,9 @@ METHODS = ("sha256", "sha384", "sha512")
 
 class Jira:
     name = "jira"
-    signs_timestamp = False
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return False
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

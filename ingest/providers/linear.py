@@ -41,7 +41,9 @@ def _timestamp_ms(body: bytes) -> float:
 
 class Linear:
     name = "linear"
-    signs_timestamp = True
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

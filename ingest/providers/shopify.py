@@ -26,7 +26,9 @@ SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 
 class Shopify:
     name = "shopify"
-    signs_timestamp = False
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return False
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

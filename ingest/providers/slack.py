@@ -32,7 +32,9 @@ TIMESTAMP_HEADER = "x-slack-request-timestamp"
 
 class Slack:
     name = "slack"
-    signs_timestamp = True
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = secret_keys(source)

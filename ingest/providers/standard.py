@@ -53,7 +53,9 @@ def _signatures(header: str) -> list[bytes]:
 
 class StandardWebhooks:
     name = "standard"
-    signs_timestamp = True
+
+    def signs_timestamp(self, source: Source) -> bool:
+        return True
 
     def verify(self, headers: Mapping[str, str], body: bytes, source: Source, now: float) -> None:
         keys = _keys(source)

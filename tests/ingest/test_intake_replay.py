@@ -18,6 +18,7 @@ import pytest
 
 from ingest.providers import PROVIDERS
 from memory import keys
+from memory.models import Source
 from memory.runtime import Runtime
 from memory.source_options import SourceOptions
 from memory.sources import SourceStore
@@ -114,8 +115,11 @@ async def _queued(rt: Runtime) -> int:
 
 
 def test_every_provider_says_whether_it_signs_a_timestamp() -> None:
-    undated = {name for name, provider in PROVIDERS.items() if not provider.signs_timestamp}
+    plain = {name: Source("s", "t", name, ("k",)) for name in PROVIDERS}
+    undated = {name for name, provider in PROVIDERS.items() if not provider.signs_timestamp(plain[name])}
     assert undated == {"github", "shopify", "jira", "generic"}
+    dated = Source("s", "t", "generic", ("k",), SourceOptions(timestamp_header="x-timestamp"))
+    assert PROVIDERS["generic"].signs_timestamp(dated)
 
 
 @pytest.mark.parametrize("name", UNDATED)
