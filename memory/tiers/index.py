@@ -123,7 +123,7 @@ def _context_rows(writes: Sequence[IndexWrite]) -> list[dict[str, Any]]:
                 "created_at": min(w.occurred_at, row["created_at"]) if row else w.occurred_at,
                 "updated_at": max(w.occurred_at, row["updated_at"]) if row else w.occurred_at,
             }  # fmt: skip
-            rows[key] = {name: _clean(value) for name, value in merged.items()}
+            rows[key] = merged
         else:
             row["importance"] = max(row["importance"], w.importance)
             row["created_at"] = min(row["created_at"], w.occurred_at)
@@ -137,7 +137,8 @@ async def upsert(conn: AsyncConnection[Any], writes: Sequence[IndexWrite]) -> No
     if not writes:
         return
     contexts = _context_rows(writes)
-    columns = {name: [_clean(getattr(w, name)) for w in writes] for name in _EVENT_COLUMNS}
+    # Texts are NUL-free already: MemoryService._plan, where mapped events become writes, sees to it.
+    columns = {name: [getattr(w, name) for w in writes] for name in _EVENT_COLUMNS}
     async with conn.transaction(), conn.cursor() as cur:
         # Two workers refreshing one context's body must not interleave.
         await cur.executemany(
@@ -149,15 +150,6 @@ async def upsert(conn: AsyncConnection[Any], writes: Sequence[IndexWrite]) -> No
         for row in contexts:
             row["added"] = added[(row["tenant"], row["context_id"])]
         await cur.executemany(_UPSERT_CONTEXT, [row for row in contexts if row["added"]])
-
-
-def _clean(value: Any) -> Any:
-    """PostgreSQL text cannot hold NUL, which JSON strings may carry as an escape."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
 
 
 def _summary(row: dict[str, Any]) -> ContextSummary:
